@@ -1,0 +1,17 @@
+"""The credit ledger: prepaid balances that usage spends, in double entry.
+
+Glossary (one word per concept, in code, tables, API, CLI and docs):
+
+account      a named balance. *customer* accounts hold prepaid credit and may not go below
+             their floor; *system* accounts (funding, revenue) have no floor.
+transfer     an immutable movement of an amount from a debit account to a credit account. Every
+             transfer debits one account and credits another by the same amount, so the posted
+             balances of all accounts always sum to zero. Corrections are new transfers.
+grant        a transfer from the funding account to a customer: credit bought or given.
+charge       a transfer from a customer to the revenue account: what a request cost.
+reservation  funds held on a customer account before a request is forwarded (TigerBeetle's
+             *pending transfer*). It counts against the available balance until it is
+             *settled* (a charge is posted, up to the reserved amount, the rest released) or
+             *voided* (released in full); past its deadline it is voided by the sweeper.
+available    credits posted − debits posted − debits pending: what a new reservation may take.
+"""
