@@ -1,0 +1,75 @@
+"""One table from operating-error codes to HTTP statuses and each provider's error body.
+
+Route handlers never build error JSON: they raise a ``CiyuanError`` and the app's exception
+handler renders it here, in OpenAI's shape on OpenAI routes and Anthropic's on Anthropic routes,
+so the official SDKs raise their own typed exceptions (``openai.AuthenticationError`` …).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+from starlette.responses import Response
+
+from ciyuan.errors import CiyuanError, RateLimited
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    status: int
+    openai_type: str
+    anthropic_type: str
+
+
+WIRE_ERRORS: Final[dict[str, WireError]] = {
+    "invalid_request": WireError(400, "invalid_request_error", "invalid_request_error"),
+    "payload_too_large": WireError(413, "invalid_request_error", "request_too_large"),
+    "invalid_api_key": WireError(401, "invalid_request_error", "authentication_error"),
+    "permission_denied": WireError(403, "permission_error", "permission_error"),
+    "not_found": WireError(404, "invalid_request_error", "not_found_error"),
+    "unknown_model": WireError(404, "invalid_request_error", "not_found_error"),
+    "conflict": WireError(409, "invalid_request_error", "invalid_request_error"),
+    "insufficient_credit": WireError(402, "insufficient_quota", "billing_error"),
+    "rate_limited": WireError(429, "rate_limit_error", "rate_limit_error"),
+    "upstream_error": WireError(502, "api_error", "api_error"),
+    "upstream_timeout": WireError(504, "api_error", "timeout_error"),
+    "unavailable": WireError(503, "api_error", "overloaded_error"),
+    "internal_error": WireError(500, "api_error", "api_error"),
+}
+
+# The code OpenAI's own API puts in error.code for these cases.
+_OPENAI_CODES: Final = {"unknown_model": "model_not_found"}
+
+
+def status_of(error: CiyuanError) -> int:
+    return WIRE_ERRORS.get(error.code, WIRE_ERRORS["internal_error"]).status
+
+
+def openai_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -> Response:
+    wire = WIRE_ERRORS.get(error.code, WIRE_ERRORS["internal_error"])
+    body = {
+        "error": {
+            "message": error.message,
+            "type": wire.openai_type,
+            "param": getattr(error, "param", None),
+            "code": _OPENAI_CODES.get(error.code, error.code),
+        }
+    }
+    return Response(orjson.dumps(body), wire.status, _headers(error, headers), "application/json")
+
+
+def anthropic_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -> Response:
+    wire = WIRE_ERRORS.get(error.code, WIRE_ERRORS["internal_error"])
+    body = {"type": "error", "error": {"type": wire.anthropic_type, "message": error.message}}
+    return Response(orjson.dumps(body), wire.status, _headers(error, headers), "application/json")
+
+
+def _headers(error: CiyuanError, extra: dict[str, str] | None) -> dict[str, str]:
+    headers = dict(extra or {})
+    if isinstance(error, RateLimited):
+        headers["retry-after"] = str(max(1, round(error.retry_after_s)))
+    if error.transient:
+        headers["x-should-retry"] = "true"
+    return headers

@@ -1,0 +1,247 @@
+"""The one metering pipeline every API shares.
+
+    authenticate → price → count the prompt locally → reserve the worst case → (the gateway
+    forwards) → read usage → settle the real cost, or void and record the failure
+
+Every step is synchronous and does its own I/O through the ports; the gateway runs the
+store-touching steps off its event loop. No step knows a wire format: the gateway turns bodies
+into a prompt count, a max-output figure and a :class:`Usage`, and the pipeline does the money.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ciyuan import apikeys
+from ciyuan.clock import US_PER_S, Clock, new_id
+from ciyuan.errors import AuthenticationFailed, PermissionDenied, UnknownModel
+from ciyuan.ledger.transfers import Reservation, Settlement
+from ciyuan.metering.ports import ApiKeyRecord, Store, UsageEvent
+from ciyuan.pricing.catalog import Catalog, ModelPrice
+from ciyuan.pricing.cost import Cost, cost_of, worst_case_cost
+from ciyuan.pricing.money import Amount
+from ciyuan.pricing.usage import Usage
+
+AUTH_CACHE_ENTRIES_MAX: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class MeteringPolicy:
+    reservation_timeout_s: float
+    output_tokens_default: int
+    auth_cache_ttl_s: float
+    allow_unpriced_models: bool
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A request admitted and holding credit: what settling it needs to know."""
+
+    request_id: str
+    api_key: ApiKeyRecord
+    api: str
+    model: str
+    upstream: str
+    price: ModelPrice | None
+    reservation: Reservation
+    prompt_tokens_local: int
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    first_byte_ns: int | None = None
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_ns is None:
+            self.first_byte_ns = time.perf_counter_ns()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a settled request cost and left: the figures the response headers carry."""
+
+    request_id: str
+    cost: Amount
+    balance: Amount
+    unbilled: Amount
+
+
+class _AuthCache:
+    """Per-process cache of key lookups; its TTL bounds how long a revoked key keeps working."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_ns = int(ttl_s * 1e9)
+        self._entries: dict[str, tuple[int, ApiKeyRecord | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, prefix: str) -> tuple[bool, ApiKeyRecord | None]:
+        entry = self._entries.get(prefix)
+        if entry is None or time.monotonic_ns() - entry[0] > self._ttl_ns:
+            return False, None
+        return True, entry[1]
+
+    def put(self, prefix: str, record: ApiKeyRecord | None) -> None:
+        with self._lock:
+            if len(self._entries) >= AUTH_CACHE_ENTRIES_MAX:
+                self._entries.clear()
+            self._entries[prefix] = (time.monotonic_ns(), record)
+
+
+class Metering:
+    def __init__(self, store: Store, catalog: Catalog, policy: MeteringPolicy, clock: Clock) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.policy = policy
+        self.clock = clock
+        self._auth_cache = _AuthCache(policy.auth_cache_ttl_s)
+
+    # ---- authenticate ---------------------------------------------------------------------
+
+    def authenticate_cached(self, raw_key: str | None) -> tuple[bool, ApiKeyRecord | None]:
+        """(hit, record) from the process cache alone: the gateway's fast path, no I/O."""
+        parts = apikeys.split(raw_key) if raw_key else None
+        if parts is None:
+            raise AuthenticationFailed("missing or malformed API key")
+        hit, record = self._auth_cache.get(parts[0])
+        if hit:
+            return True, _check_key(record, parts[1])
+        return False, None
+
+    def authenticate(self, raw_key: str | None) -> ApiKeyRecord:
+        parts = apikeys.split(raw_key) if raw_key else None
+        if parts is None:
+            raise AuthenticationFailed("missing or malformed API key")
+        prefix, presented_hash = parts
+        hit, record = self._auth_cache.get(prefix)
+        if not hit:
+            record = self.store.find_api_key(prefix)
+            self._auth_cache.put(prefix, record)
+        return _check_key(record, presented_hash)
+
+    # ---- admit ----------------------------------------------------------------------------
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        price = self.catalog.price_for(model)
+        if price is None and not self.policy.allow_unpriced_models:
+            raise PermissionDenied(
+                f"model {model!r} has no price in the catalog, so it cannot be billed; "
+                "an operator can add one with `ciyuan prices set`"
+            )
+        return price
+
+    def admit(
+        self,
+        api_key: ApiKeyRecord,
+        *,
+        api: str,
+        model: str,
+        upstream: str,
+        prompt_tokens: int,
+        output_tokens_max: int | None,
+        price: ModelPrice | None,
+    ) -> Ticket:
+        """Reserve the worst-case cost of a request: all prompt tokens plus every output token."""
+        assert prompt_tokens >= 0
+        output_tokens = output_tokens_max or self.policy.output_tokens_default
+        worst = worst_case_cost(price, prompt_tokens, output_tokens) if price else Amount.zero()
+        request_id = new_id("req", self.clock)
+        reservation = self.store.reserve(
+            api_key.account_id,
+            worst,
+            request_id=request_id,
+            timeout_s=self.policy.reservation_timeout_s,
+        )
+        return Ticket(
+            request_id=request_id,
+            api_key=api_key,
+            api=api,
+            model=model,
+            upstream=upstream,
+            price=price,
+            reservation=reservation,
+            prompt_tokens_local=prompt_tokens,
+        )
+
+    # ---- settle or void -------------------------------------------------------------------
+
+    def settle(
+        self,
+        ticket: Ticket,
+        usage: Usage,
+        *,
+        usage_source: str,
+        status: str = "ok",
+        http_status: int = 200,
+    ) -> Outcome:
+        cost: Cost | None = cost_of(usage, ticket.price) if ticket.price else None
+        event = self._event(ticket, usage, usage_source, status, http_status, cost, None)
+        settlement: Settlement = self.store.settle(
+            ticket.reservation, cost.total if cost else Amount.zero(), event
+        )
+        return Outcome(ticket.request_id, settlement.charged, settlement.available_after, settlement.unbilled)
+
+    def void(self, ticket: Ticket, *, error_code: str, http_status: int) -> None:
+        """Release the hold of a request that failed before any output: it charges nothing."""
+        event = self._event(ticket, None, "none", "error", http_status, None, error_code)
+        self.store.void(ticket.reservation, event)
+
+    def _event(
+        self,
+        ticket: Ticket,
+        usage: Usage | None,
+        usage_source: str,
+        status: str,
+        http_status: int,
+        cost: Cost | None,
+        error_code: str | None,
+    ) -> UsageEvent:
+        now_ns = time.perf_counter_ns()
+        detail: dict[str, Any] = {}
+        if usage is not None:
+            detail["usage"] = usage.as_dict()
+        if cost is not None:
+            detail["cost"] = cost.to_dict()
+        if ticket.price is not None:
+            detail["price"] = {"model": ticket.price.model, "source": ticket.price.source}
+        return UsageEvent(
+            request_id=ticket.request_id,
+            created_us=self.clock.now_us(),
+            account_id=ticket.api_key.account_id,
+            api_key_id=ticket.api_key.id,
+            api=ticket.api,
+            model=ticket.model,
+            upstream=ticket.upstream,
+            status=status,
+            http_status=http_status,
+            input_tokens=usage.input_total if usage else 0,
+            cached_tokens=usage.cache_read_tokens if usage else 0,
+            output_tokens=usage.output_total if usage else 0,
+            reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            prompt_tokens_local=ticket.prompt_tokens_local,
+            usage_source=usage_source,
+            cost=cost.total if cost else Amount.zero(),
+            reserved=ticket.reservation.amount,
+            latency_ms=(now_ns - ticket.started_ns) // 1_000_000,
+            ttft_ms=(ticket.first_byte_ns - ticket.started_ns) // 1_000_000
+            if ticket.first_byte_ns
+            else None,
+            error_code=error_code,
+            detail=detail,
+        )
+
+    def sweep(self) -> int:
+        return self.store.expire_reservations()
+
+
+def _check_key(record: ApiKeyRecord | None, presented_hash: str) -> ApiKeyRecord:
+    # Compare even when there is no record, so timing does not tell a known prefix apart.
+    stored = record.hash_hex if record is not None else "0" * 64
+    if not apikeys.matches(stored, presented_hash) or record is None:
+        raise AuthenticationFailed("invalid API key")
+    if not record.active:
+        raise AuthenticationFailed("this API key has been revoked")
+    return record
+
+
+def reservation_deadline_us(clock: Clock, timeout_s: float) -> int:
+    return clock.now_us() + int(timeout_s * US_PER_S)
