@@ -96,6 +96,8 @@ class Amount:
 
 
 _ZERO: Final = Amount(0)
+ZERO: Final = _ZERO
+"""No money: a default that is a constant rather than a call (dataclass and argument defaults)."""
 
 
 def total(amounts: list[Amount]) -> Amount:
