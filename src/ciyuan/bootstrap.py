@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Final
 
 from starlette.applications import Starlette
 
 from ciyuan.apikeys import Secret
 from ciyuan.clock import Clock, SystemClock
 from ciyuan.gateway.app import create_app
+from ciyuan.gateway.limits import RequestLimits
+from ciyuan.gateway.routing import Deployment, Route, Router
 from ciyuan.gateway.runtime import Runtime
 from ciyuan.gateway.upstream.base import Upstream
 from ciyuan.gateway.upstream.client import UpstreamClient
 from ciyuan.metering.pipeline import Metering, MeteringPolicy
 from ciyuan.metering.ports import Store
 from ciyuan.pricing.catalog import Catalog
-from ciyuan.settings import DEMO_UPSTREAM, Settings
+from ciyuan.settings import DEMO_UPSTREAM, Settings, UpstreamConfig, load_settings
 from ciyuan.store import open_store
 
-POSTGRES_STORE_THREADS = 16
+POSTGRES_STORE_THREADS: Final = 16
+log = logging.getLogger("ciyuan.bootstrap")
+
+
+class ConfigError(ValueError):
+    """The routes or upstreams in the configuration do not fit together."""
 
 
 def build_store(settings: Settings, clock: Clock | None = None) -> Store:
@@ -30,26 +39,72 @@ def build_catalog(settings: Settings) -> Catalog:
     return Catalog.load(operator_file=settings.prices_file)
 
 
-def build_upstream(settings: Settings, demo_url: str | None) -> Upstream:
-    if settings.upstream_url == DEMO_UPSTREAM:
-        assert demo_url is not None, "the demo upstream must be running before the gateway is built"
-        return Upstream("demo", demo_url, None, settings.upstream_timeout_s, settings.upstream_connect_timeout_s)
-    key = os.environ.get(settings.upstream_api_key_env)
+def _upstream(config: UpstreamConfig, demo_url: str | None) -> Upstream:
+    base_url = config.base_url
+    if config.kind == "demo" and base_url == DEMO_UPSTREAM:
+        if demo_url is None:
+            raise ConfigError(f"upstream {config.name!r} uses the built-in demo, which is not running")
+        base_url = demo_url
+    key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    if config.api_key_env and not key:
+        log.warning("upstream %s: environment variable %s is not set", config.name, config.api_key_env)
     return Upstream(
-        "openai-compatible",
-        settings.upstream_url,
-        Secret(key) if key else None,
-        settings.upstream_timeout_s,
-        settings.upstream_connect_timeout_s,
+        name=config.name,
+        kind=config.kind,
+        base_url=base_url,
+        api_key=Secret(key) if key else None,
+        timeout_s=config.timeout_s,
+        connect_timeout_s=config.connect_timeout_s,
+        extra_headers=dict(config.headers),
+    )
+
+
+def upstream_configs(settings: Settings) -> list[UpstreamConfig]:
+    if settings.upstreams:
+        return list(settings.upstreams)
+    if settings.upstream_url == DEMO_UPSTREAM:
+        return [UpstreamConfig(name="demo", kind="demo", base_url=DEMO_UPSTREAM)]
+    return [
+        UpstreamConfig(
+            name="upstream",
+            kind="openai",
+            base_url=settings.upstream_url,
+            api_key_env=settings.upstream_api_key_env,
+            timeout_s=settings.upstream_timeout_s,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+        )
+    ]
+
+
+def uses_demo(settings: Settings) -> bool:
+    return any(c.kind == "demo" and c.base_url == DEMO_UPSTREAM for c in upstream_configs(settings))
+
+
+def build_router(settings: Settings, catalog: Catalog, demo_url: str | None) -> Router:
+    upstreams = {c.name: _upstream(c, demo_url) for c in upstream_configs(settings)}
+    if settings.routes:
+        routes = []
+        for route in settings.routes:
+            deployments = []
+            for d in route.deployments:
+                if d.upstream not in upstreams:
+                    raise ConfigError(f"route {route.model!r} names unknown upstream {d.upstream!r}")
+                deployments.append(Deployment(upstreams[d.upstream], d.model, d.weight))
+            routes.append(Route(route.model, tuple(deployments)))
+    else:
+        routes = [Route("*", tuple(Deployment(u, None, 1) for u in upstreams.values()))]
+    return Router(
+        routes, catalog, explicit=bool(settings.routes), allow_unpriced_models=settings.allow_unpriced_models
     )
 
 
 def build_app(settings: Settings, *, demo_url: str | None = None, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
     store = build_store(settings, clock)
+    catalog = build_catalog(settings)
     metering = Metering(
         store,
-        build_catalog(settings),
+        catalog,
         MeteringPolicy(
             reservation_timeout_s=settings.reservation_timeout_s,
             output_tokens_default=settings.output_tokens_default,
@@ -62,10 +117,27 @@ def build_app(settings: Settings, *, demo_url: str | None = None, clock: Clock |
     threads = 1 if settings.db.startswith("sqlite") else POSTGRES_STORE_THREADS
     runtime = Runtime(
         metering=metering,
-        upstream=build_upstream(settings, demo_url),
+        router=build_router(settings, catalog, demo_url),
         client=UpstreamClient(),
         store_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ciyuan-store"),
-        body_bytes_max=settings.body_bytes_max,
+        limits=RequestLimits(
+            body_bytes_max=settings.body_bytes_max,
+            body_timeout_s=settings.body_timeout_s,
+            header_bytes_max=settings.header_bytes_max,
+            output_tokens_max=settings.output_tokens_max,
+            messages_max=settings.messages_max,
+        ),
         sweep_interval_s=settings.sweep_interval_s,
     )
+
+    def reload() -> None:
+        """Re-read config and prices; swap them in whole, or keep the old ones on any error."""
+        fresh = load_settings(db=settings.db, host=settings.host, port=settings.port)
+        new_catalog = build_catalog(fresh)
+        new_router = build_router(fresh, new_catalog, demo_url)
+        runtime.router = new_router
+        runtime.metering.catalog = new_catalog
+        log.warning("configuration reloaded: %d models routed", len(new_router.models("openai")))
+
+    runtime.reload = reload
     return create_app(runtime)

@@ -86,9 +86,12 @@ class UpstreamError(CiyuanError):
     code = "upstream_error"
     transient = True
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, fallback_safe: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.fallback_safe = fallback_safe
+        """Nothing reached the provider (or it refused before working): another deployment may
+        be tried under the same reservation."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,37 @@ from pydantic_settings import (
 
 CONFIG_FILE_DEFAULT: Final = "ciyuan.toml"
 DEMO_UPSTREAM: Final = "demo"
+
+
+class UpstreamConfig(BaseModel):
+    """One provider endpoint. Its key is read from the named environment variable, never the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["openai", "anthropic", "demo"] = "openai"
+    base_url: str = Field(description="Ends with the API version, e.g. https://api.openai.com/v1")
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
+    timeout_s: float = Field(600.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class DeploymentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upstream: str
+    model: str | None = Field(None, description="The upstream's name for the model, if different.")
+    weight: int = Field(1, ge=1, le=1000)
+
+
+class RouteConfig(BaseModel):
+    """Which deployments serve a model: tried in weighted random order, then the rest in turn."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="A model name or a glob such as 'gpt-4o*'.")
+    deployments: list[DeploymentConfig] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -58,6 +89,18 @@ class Settings(BaseSettings):
     allow_unpriced_models: bool = Field(
         False, description="Serve models with no price, charging nothing (off: refused with 403)."
     )
+    upstreams: list[UpstreamConfig] = Field(
+        default_factory=list, description="Provider endpoints; empty means one from upstream_url."
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="Model routes; empty means every priced model on every upstream."
+    )
+    output_tokens_max: int = Field(
+        1_000_000, gt=0, description="The largest max_tokens a request may ask for."
+    )
+    messages_max: int = Field(10_000, gt=0, description="The most messages one request may carry.")
+    header_bytes_max: int = Field(64 * 1024, gt=0, description="Largest total size of request headers.")
+    body_timeout_s: float = Field(60.0, gt=0, description="Longest time to receive a request body.")
     prices_file: Path | None = Field(None, description="Operator price catalog layered over the shipped one.")
 
     @classmethod

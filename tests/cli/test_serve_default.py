@@ -37,6 +37,7 @@ def test_serve_runs_on_the_embedded_default(tmp_path: Path) -> None:
         event = store.usage_event(raw.headers["x-ciyuan-request-id"])
         assert event is not None and event.cost.nanos > 0
         assert store.balance(account.id).available == Amount.parse("1") - event.cost
+        client.close()
         store.close()
     finally:
         process.stop()

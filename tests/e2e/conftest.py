@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -15,6 +17,9 @@ from ciyuan.metering.ports import Store
 from ciyuan.pricing.money import Amount
 from ciyuan.store import open_store
 from tests.conftest import CIYUAN, PG_URL, Process, _unavailable, child_env, free_port
+
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +61,15 @@ def _postgres_schema_url() -> tuple[str, str]:
     return schema, f"{PG_URL}?options=-csearch_path%3D{schema}"
 
 
+def demo_upstreams(base_url: str) -> str:
+    """``CIYUAN_UPSTREAMS`` for one demo-kind upstream, which speaks both wire dialects."""
+    return json.dumps([{"name": "demo", "kind": "demo", "base_url": base_url}])
+
+
 def start_gateway(db_url: str, upstream: str, log: Path, **settings: str) -> tuple[Process, str]:
     port = free_port()
-    env = child_env(CIYUAN_DB=db_url, CIYUAN_UPSTREAM_URL=upstream, **settings)
+    settings.setdefault("CIYUAN_UPSTREAMS", demo_upstreams(upstream))
+    env = child_env(CIYUAN_DB=db_url, **settings)
     process = Process([*CIYUAN, "serve", "--port", str(port)], env, log)
     process.wait_for(r"Ciyuan gateway listening on")
     return process, f"http://127.0.0.1:{port}"
@@ -82,3 +93,19 @@ def gateway(request: pytest.FixtureRequest, demo_upstream: str, tmp_path_factory
         if schema:
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+_open_clients: list[Any] = []
+
+
+def tracked(client: T) -> T:
+    """Register an SDK client so it is closed after the test (its pool holds sockets)."""
+    _open_clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    yield
+    while _open_clients:
+        _open_clients.pop().close()

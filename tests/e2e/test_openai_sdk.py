@@ -17,14 +17,14 @@ from ciyuan.pricing.catalog import Catalog
 from ciyuan.pricing.cost import cost_of
 from ciyuan.pricing.money import Amount
 from ciyuan.pricing.usage import Usage
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import Gateway, tracked
 
 MODEL = "gpt-4o-mini"
 CATALOG = Catalog.load_default()
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
+    return tracked(openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30))
 
 
 def expected_cost(usage: dict[str, Any] | Any) -> Amount:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 from typing import Annotated
 
@@ -12,7 +14,7 @@ import uvicorn
 from ciyuan.cli.context import cli_context
 from ciyuan.cli.output import console, fail
 from ciyuan.errors import CiyuanError
-from ciyuan.settings import DEMO_UPSTREAM, Settings
+from ciyuan.settings import Settings
 
 STARTUP_WAIT_S = 30.0
 
@@ -50,12 +52,27 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> Non
         raise SystemExit(1)
 
 
+def _reload_on_sighup(app: object) -> None:
+    runtime = app.state.runtime  # type: ignore[attr-defined]
+
+    def reload() -> None:
+        try:
+            runtime.reload()
+        except Exception as error:  # keep serving on the old configuration
+            console.print(f"[red]reload failed, keeping the running configuration:[/red] {error}")
+
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+
+
 async def run_gateway(settings: Settings) -> None:
     from ciyuan.bootstrap import build_app
 
+    from ciyuan.bootstrap import uses_demo
+
     demo_url = None
     demo_task = None
-    if settings.upstream_url == DEMO_UPSTREAM:
+    if uses_demo(settings):
         from ciyuan.demo.app import create_app as create_demo_app
 
         demo_sock = _bound_socket("127.0.0.1", 0)
@@ -69,11 +86,13 @@ async def run_gateway(settings: Settings) -> None:
     server = _server(app)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await _wait_started(server, task)
+    _reload_on_sighup(app)
     port = sock.getsockname()[1]
     base = f"http://{settings.host}:{port}"
     console.print(f"[bold green]Ciyuan gateway listening on {base}[/bold green]", highlight=False)
     console.print(f"database: {settings.db}", highlight=False)
-    console.print(f"upstream: {'built-in demo at ' + demo_url if demo_url else settings.upstream_url}", highlight=False)
+    upstream = f"built-in demo at {demo_url}" if demo_url else settings.upstream_url
+    console.print(f"upstream: {upstream}", highlight=False)
     console.print(f"OpenAI base_url: {base}/v1", highlight=False)
     console.print(
         "create a key:  ciyuan accounts create demo && ciyuan keys create --account demo "

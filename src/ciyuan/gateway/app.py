@@ -1,29 +1,35 @@
-"""The ASGI application: routes, error rendering, and the background sweeper's lifetime."""
+"""The ASGI application: routes, error rendering, header limits, and the sweeper's lifetime."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ciyuan.errors import CiyuanError
-from ciyuan.gateway.openai_routes import chat_completions, list_models
+from ciyuan.errors import CiyuanError, InvalidRequest
+from ciyuan.gateway import apis
+from ciyuan.gateway.apis import ApiSpec
+from ciyuan.gateway.info_routes import count_tokens, list_models
+from ciyuan.gateway.relay import handle
 from ciyuan.gateway.runtime import Runtime
 from ciyuan.gateway.wire_errors import anthropic_error, openai_error
 
 log = logging.getLogger("ciyuan.gateway")
 
 
+def _is_anthropic(path: str) -> bool:
+    return path.startswith("/v1/messages")
+
+
 def _render(request: Request, error: CiyuanError) -> Response:
-    if request.url.path.startswith("/v1/messages"):
-        return anthropic_error(error)
-    return openai_error(error)
+    return anthropic_error(error) if _is_anthropic(request.url.path) else openai_error(error)
 
 
 async def _on_ciyuan_error(request: Request, exc: Exception) -> Response:
@@ -38,6 +44,34 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+def _metered(spec: ApiSpec) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await handle(request, spec)
+
+    endpoint.__name__ = f"metered_{spec.name}"
+    return endpoint
+
+
+class HeaderLimit:
+    """Refuse requests whose headers are larger than the limit, before any work is done."""
+
+    def __init__(self, app: ASGIApp, header_bytes_max: int) -> None:
+        self.app = app
+        self.header_bytes_max = header_bytes_max
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > self.header_bytes_max:
+                error = InvalidRequest(f"request headers exceed the limit of {self.header_bytes_max} bytes")
+                render = anthropic_error if _is_anthropic(scope["path"]) else openai_error
+                response = render(error)
+                response.status_code = 431
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _sweep_forever(runtime: Runtime) -> None:
@@ -66,7 +100,12 @@ def create_app(runtime: Runtime) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/chat/completions", _metered(apis.CHAT), methods=["POST"]),
+            Route("/v1/completions", _metered(apis.COMPLETIONS), methods=["POST"]),
+            Route("/v1/embeddings", _metered(apis.EMBEDDINGS), methods=["POST"]),
+            Route("/v1/responses", _metered(apis.RESPONSES), methods=["POST"]),
+            Route("/v1/messages", _metered(apis.ANTHROPIC_MESSAGES), methods=["POST"]),
+            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
@@ -74,4 +113,5 @@ def create_app(runtime: Runtime) -> Starlette:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(HeaderLimit, header_bytes_max=runtime.limits.header_bytes_max)
     return app

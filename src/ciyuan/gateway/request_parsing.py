@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 
@@ -20,7 +21,16 @@ def api_key_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def read_body(request: Request, body_bytes_max: int) -> bytes:
+async def read_body(request: Request, body_bytes_max: int, timeout_s: float) -> bytes:
+    """The request body, refusing one too large or too slow to arrive (a slow-loris client)."""
+    try:
+        with anyio.fail_after(timeout_s):
+            return await _read_body(request, body_bytes_max)
+    except TimeoutError:
+        raise InvalidRequest(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+async def _read_body(request: Request, body_bytes_max: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > body_bytes_max:
         raise PayloadTooLarge(f"request body exceeds the limit of {body_bytes_max} bytes")

@@ -1,21 +1,23 @@
-"""What every route needs at run time, built once by bootstrap: the pipeline, the upstream, and
-the executor that keeps blocking database calls off the event loop."""
+"""What every route needs at run time, built once by bootstrap: the pipeline, the router, the
+upstream client, request limits, and the executor that keeps blocking database calls off the
+event loop. ``reload`` swaps the router and catalog atomically (SIGHUP): requests in flight keep
+the objects they started with."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ciyuan.errors import CiyuanError, UnknownModel
-from ciyuan.gateway.upstream.base import Upstream
+from ciyuan.errors import CiyuanError
+from ciyuan.gateway.limits import RequestLimits
+from ciyuan.gateway.routing import Router
 from ciyuan.gateway.upstream.client import UpstreamClient
 from ciyuan.metering.pipeline import Metering, Ticket
 from ciyuan.metering.ports import ApiKeyRecord
-from ciyuan.pricing.catalog import ModelPrice
 
 T = TypeVar("T")
 
@@ -23,12 +25,13 @@ T = TypeVar("T")
 @dataclass
 class Runtime:
     metering: Metering
-    upstream: Upstream
+    router: Router
     client: UpstreamClient
     store_executor: ThreadPoolExecutor
-    body_bytes_max: int
+    limits: RequestLimits
     sweep_interval_s: float
-    background: set[asyncio.Task[None]] = field(default_factory=set)
+    reload: Callable[[], None] | None = None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def in_store(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a blocking store call on the store's executor (one thread for SQLite)."""
@@ -42,16 +45,9 @@ class Runtime:
             return record
         return await self.in_store(self.metering.authenticate, raw_key)
 
-    def price_for_route(self, model: str) -> ModelPrice | None:
-        """The price of a model this gateway routes; unknown models are refused with 404."""
-        price = self.metering.catalog.price_for(model)
-        if price is None and not self.metering.policy.allow_unpriced_models:
-            raise UnknownModel(f"The model `{model}` does not exist or you do not have access to it.")
-        return price
-
-    def spawn(self, coro: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine to completion even if the request that started it is cancelled."""
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ciyuan import apikeys
-from ciyuan.clock import US_PER_S, Clock, new_id
-from ciyuan.errors import AuthenticationFailed, PermissionDenied, UnknownModel
+from ciyuan.clock import Clock, new_id
+from ciyuan.errors import AuthenticationFailed, PermissionDenied
 from ciyuan.ledger.transfers import Reservation, Settlement
 from ciyuan.metering.ports import ApiKeyRecord, Store, UsageEvent
 from ciyuan.pricing.catalog import Catalog, ModelPrice
@@ -139,11 +139,16 @@ class Metering:
         prompt_tokens: int,
         output_tokens_max: int | None,
         price: ModelPrice | None,
+        cache_writes: bool = False,
     ) -> Ticket:
         """Reserve the worst-case cost of a request: all prompt tokens plus every output token."""
         assert prompt_tokens >= 0
-        output_tokens = output_tokens_max or self.policy.output_tokens_default
-        worst = worst_case_cost(price, prompt_tokens, output_tokens) if price else Amount.zero()
+        output_tokens = self.policy.output_tokens_default if output_tokens_max is None else output_tokens_max
+        worst = (
+            worst_case_cost(price, prompt_tokens, output_tokens, cache_writes=cache_writes)
+            if price
+            else Amount.zero()
+        )
         request_id = new_id("req", self.clock)
         reservation = self.store.reserve(
             api_key.account_id,
@@ -243,5 +248,3 @@ def _check_key(record: ApiKeyRecord | None, presented_hash: str) -> ApiKeyRecord
     return record
 
 
-def reservation_deadline_us(clock: Clock, timeout_s: float) -> int:
-    return clock.now_us() + int(timeout_s * US_PER_S)

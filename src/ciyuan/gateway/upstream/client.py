@@ -7,8 +7,7 @@ the gateway's added latency budget is well under a millisecond.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
@@ -34,39 +33,27 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
 
-    async def open(self, upstream: Upstream, path: str, body: bytes) -> aiohttp.ClientResponse:
-        """POST ``body`` upstream and return the open response: the caller must close it.
+    async def open(
+        self, upstream: Upstream, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` upstream and return the response with its body unread: close it after.
 
-        For streams, whose response outlives any ``async with`` block of the handler.
+        A stream may rightly last longer than any total limit, so for streams each read is
+        bounded instead of the whole exchange.
         """
         assert self._session is not None, "UpstreamClient.start() was not called"
-        # A stream may rightly last longer than any total limit: bound each read instead.
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
-        )
-        try:
-            return await self._session.post(
-                upstream.url(path), data=body, headers=upstream.headers(), timeout=timeout
+        if stream:
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
             )
-        except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise UpstreamTimeout(f"upstream {upstream.name} did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream {upstream.name} failed: {type(exc).__name__}") from exc
-
-    @asynccontextmanager
-    async def post(self, upstream: Upstream, path: str, body: bytes) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST ``body`` upstream; the response is open (streamable) inside the block."""
-        assert self._session is not None, "UpstreamClient.start() was not called"
-        timeout = aiohttp.ClientTimeout(
-            total=upstream.timeout_s, sock_connect=upstream.connect_timeout_s
-        )
+        else:
+            timeout = aiohttp.ClientTimeout(total=upstream.timeout_s, sock_connect=upstream.connect_timeout_s)
         try:
-            async with self._session.post(
-                upstream.url(path), data=body, headers=upstream.headers(), timeout=timeout
-            ) as response:
-                yield response
+            return await self._session.post(upstream.url(path), data=body, headers=dict(headers), timeout=timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:
             raise UpstreamTimeout(f"upstream {upstream.name} did not answer in time") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError(f"cannot connect to upstream {upstream.name}", fallback_safe=True) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream {upstream.name} failed: {type(exc).__name__}") from exc
 
@@ -75,9 +62,14 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int = RESPONSE_BY
     """The whole response body, refusing one larger than ``limit``."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise UpstreamError(f"upstream response exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamError(f"upstream response exceeds {limit} bytes")
+            chunks.append(chunk)
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        raise UpstreamTimeout("upstream response did not complete in time") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"upstream response failed: {type(exc).__name__}") from exc
     return b"".join(chunks)

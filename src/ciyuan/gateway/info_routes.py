@@ -1,0 +1,40 @@
+"""Routes that answer locally, charge nothing, and still require a valid key: the model list and
+Anthropic's token counter."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ciyuan.gateway.request_parsing import api_key_of, parse_json_object, read_body, required_model
+from ciyuan.gateway.runtime import Runtime
+from ciyuan.tokens import count_request
+
+
+async def list_models(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    await runtime.authenticate(api_key_of(request))
+    catalog = runtime.router.catalog
+    if "anthropic-version" in request.headers:
+        names = runtime.router.models("anthropic")
+        data = [{"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n in names]
+        body = {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
+        return Response(orjson.dumps(body), media_type="application/json")
+    data = []
+    for name in runtime.router.models("openai"):
+        price = catalog.price_for(name)
+        data.append({"id": name, "object": "model", "created": 0, "owned_by": price.provider if price else "ciyuan"})
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+async def count_tokens(request: Request) -> Response:
+    """Anthropic's ``/v1/messages/count_tokens``, answered from the local counter."""
+    runtime: Runtime = request.app.state.runtime
+    await runtime.authenticate(api_key_of(request))
+    raw = await read_body(request, runtime.limits.body_bytes_max, runtime.limits.body_timeout_s)
+    body = parse_json_object(raw)
+    model = required_model(body)
+    runtime.router.resolve(model, "anthropic")
+    counted = count_request(model, body, api="anthropic_messages")
+    return Response(orjson.dumps({"input_tokens": counted.total}), media_type="application/json")

@@ -1,0 +1,277 @@
+"""The metered relay that every client API shares.
+
+    authenticate → validate and bound the body → route → count the prompt → reserve →
+    send upstream (falling back across deployments before the first byte) → read usage from
+    the response or the stream → settle → answer with the charge in headers (or in the stream)
+
+The handler holds no pricing or ledger logic: it turns wire formats into the pipeline's inputs
+(a prompt count, an output limit, a :class:`Usage`) and the pipeline's outcome into headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import aiohttp
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ciyuan.errors import CiyuanError, InvalidRequest, UpstreamError
+from ciyuan.gateway.apis import ApiSpec
+from ciyuan.gateway.request_parsing import api_key_of, parse_json_object, read_body, required_model
+from ciyuan.gateway.routing import Deployment, Resolved
+from ciyuan.gateway.runtime import Runtime
+from ciyuan.gateway.stream_meters import StreamMeter
+from ciyuan.gateway.upstream.client import read_capped
+from ciyuan.gateway.wire_errors import status_of
+from ciyuan.metering.pipeline import Outcome, Ticket
+from ciyuan.pricing.usage import Usage
+from ciyuan.tokens import count_request, count_text
+
+UPSTREAM_ERROR_BYTES_MAX: Final = 64 * 1024
+FALLBACK_STATUSES: Final = frozenset({429, 500, 502, 503, 504, 529})
+
+
+class UpstreamRefused(Exception):
+    """The provider judged the request itself bad (a 4xx): its own error body is the answer."""
+
+    def __init__(self, status: int, payload: bytes, content_type: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.payload = payload
+        self.content_type = content_type
+
+
+def figures(outcome: Outcome, usage_source: str) -> dict[str, Any]:
+    return {
+        "request_id": outcome.request_id,
+        "cost": str(outcome.cost),
+        "balance": str(outcome.balance),
+        "usage_source": usage_source,
+    }
+
+
+def _ms(nanos: int) -> str:
+    return f"{nanos / 1e6:.3f}"
+
+
+async def handle(request: Request, spec: ApiSpec) -> Response:
+    started_ns = time.perf_counter_ns()
+    runtime: Runtime = request.app.state.runtime
+    api_key = await runtime.authenticate(api_key_of(request))
+    raw = await read_body(request, runtime.limits.body_bytes_max, runtime.limits.body_timeout_s)
+    body = parse_json_object(raw)
+    model = required_model(body)
+    stream, wants_usage = spec.stream_flags(body)
+    output_limit = spec.output_limit(body)
+    runtime.limits.check(body, output_limit)
+    resolved = runtime.router.resolve(model, spec.dialect)
+    prompt = count_request(model, body, api=spec.name)
+    output_tokens = (
+        (output_limit or runtime.metering.policy.output_tokens_default) * spec.choices(body)
+        if spec.produces_output
+        else 0
+    )
+    ticket = await runtime.in_store(
+        runtime.metering.admit,
+        api_key,
+        api=spec.name,
+        model=model,
+        upstream=resolved.deployments[0].upstream.name,
+        prompt_tokens=prompt.total,
+        output_tokens_max=output_tokens,
+        price=resolved.price,
+        cache_writes=spec.dialect == "anthropic" and b"cache_control" in raw,
+    )
+    upstream_started_ns = time.perf_counter_ns()
+    try:
+        response, deployment = await _send(runtime, spec, resolved, body, raw, stream, request.headers)
+    except UpstreamRefused as refused:
+        await runtime.void_quietly(ticket, InvalidRequest("refused upstream"), refused.status)
+        return Response(refused.payload, refused.status, media_type=refused.content_type)
+    except CiyuanError as error:
+        await runtime.void_quietly(ticket, error, status_of(error))
+        raise
+    ticket.upstream = deployment.upstream.name
+    if stream:
+        assert spec.meter is not None
+        overhead_ns = upstream_started_ns - started_ns
+        return StreamingResponse(
+            _relay(runtime, ticket, response, spec.meter(wants_usage)),
+            media_type="text/event-stream",
+            headers={
+                "x-ciyuan-request-id": ticket.request_id,
+                "x-ciyuan-overhead-ms": _ms(overhead_ns),
+                "cache-control": "no-cache",
+            },
+        )
+    try:
+        payload = await read_capped(response)
+    except CiyuanError as error:
+        await runtime.void_quietly(ticket, error, status_of(error))
+        raise
+    finally:
+        response.release()
+    upstream_done_ns = time.perf_counter_ns()
+    ticket.mark_first_byte()
+    usage, source = _usage_of_body(spec, ticket, payload)
+    outcome = await runtime.in_store(runtime.metering.settle, ticket, usage, usage_source=source)
+    overhead_ns = (upstream_started_ns - started_ns) + (time.perf_counter_ns() - upstream_done_ns)
+    headers = {
+        "x-ciyuan-request-id": outcome.request_id,
+        "x-ciyuan-cost": str(outcome.cost),
+        "x-ciyuan-balance": str(outcome.balance),
+        "x-ciyuan-overhead-ms": _ms(overhead_ns),
+    }
+    return Response(payload, 200, headers, media_type=response.content_type or "application/json")
+
+
+def _upstream_body(spec: ApiSpec, deployment: Deployment, body: dict[str, Any], raw: bytes, stream: bool) -> bytes:
+    """The bytes to send: the client's own, unless the model is renamed or usage must be asked for."""
+    rename = deployment.model is not None and deployment.model != body["model"]
+    ask_usage = stream and spec.forces_usage_in_stream
+    if not rename and not ask_usage:
+        return raw
+    forward = dict(body)
+    if rename:
+        forward["model"] = deployment.model
+    if ask_usage:
+        forward["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return orjson.dumps(forward)
+
+
+async def _send(
+    runtime: Runtime,
+    spec: ApiSpec,
+    resolved: Resolved,
+    body: dict[str, Any],
+    raw: bytes,
+    stream: bool,
+    client_headers: Mapping[str, str],
+) -> tuple[aiohttp.ClientResponse, Deployment]:
+    """An open 2xx response from the first deployment that gives one, trying them in order."""
+    last_error: CiyuanError | None = None
+    for deployment in resolved.deployments:
+        upstream = deployment.upstream
+        try:
+            response = await runtime.client.open(
+                upstream,
+                spec.upstream_path,
+                _upstream_body(spec, deployment, body, raw, stream),
+                upstream.headers(spec.dialect, client_headers),
+                stream=stream,
+            )
+        except UpstreamError as error:
+            if not error.fallback_safe:
+                raise
+            last_error = error
+            continue
+        if response.status < 400:
+            return response, deployment
+        try:
+            payload = await read_capped(response, UPSTREAM_ERROR_BYTES_MAX)
+        finally:
+            response.release()
+        if response.status in FALLBACK_STATUSES:
+            last_error = UpstreamError(
+                f"upstream {upstream.name} answered HTTP {response.status}",
+                status=response.status,
+                fallback_safe=True,
+            )
+            continue
+        if response.status in (401, 403):
+            # The operator's provider key is wrong: not the client's fault, and not its business.
+            raise UpstreamError(f"upstream {upstream.name} refused the gateway's credentials")
+        raise UpstreamRefused(response.status, payload, response.content_type or "application/json")
+    assert last_error is not None
+    raise last_error
+
+
+def _usage_of_body(spec: ApiSpec, ticket: Ticket, payload: bytes) -> tuple[Usage, str]:
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        # A 200 whose body we cannot read still reached the client: bill the prompt.
+        return Usage(input_tokens=ticket.prompt_tokens_local), "counted"
+    try:
+        return spec.usage_of(data), "reported"
+    except InvalidRequest:
+        pass
+    text = spec.completion_text(data)
+    completion = count_text(ticket.model, text).tokens if text else 0
+    return Usage(input_tokens=ticket.prompt_tokens_local, output_tokens=completion), "counted"
+
+
+def _counted(ticket: Ticket, meter: StreamMeter) -> Usage:
+    text = meter.delivered_text()
+    completion = count_text(ticket.model, text).tokens if text else 0
+    return Usage(input_tokens=ticket.prompt_tokens_local, output_tokens=completion)
+
+
+async def _relay(
+    runtime: Runtime, ticket: Ticket, response: aiohttp.ClientResponse, meter: StreamMeter
+) -> AsyncIterator[bytes]:
+    """Pass the stream through event by event, settling when its usage arrives or it ends.
+
+    A client that goes away cancels this generator; its settlement then runs as a background
+    task (awaiting here would be cancelled too), billing the text delivered so far.
+    """
+    settled = False
+    done_marker = False
+    try:
+        buffer = b""
+        try:
+            async for data in response.content.iter_any():
+                buffer += data.replace(b"\r\n", b"\n")
+                while (end := buffer.find(b"\n\n")) >= 0:
+                    event, buffer = buffer[:end], buffer[end + 2 :]
+                    step = meter.step(event)
+                    if meter.first_output:
+                        ticket.mark_first_byte()
+                    if step.done:
+                        done_marker = True
+                    elif step.usage is not None and step.render is not None and not settled:
+                        outcome = await runtime.in_store(
+                            runtime.metering.settle, ticket, step.usage, usage_source="reported"
+                        )
+                        settled = True
+                        out = step.render(figures(outcome, "reported"))
+                        if out is not None:
+                            yield out
+                    elif step.forward is not None:
+                        yield step.forward
+        except (aiohttp.ClientError, TimeoutError):
+            meter.finished = False  # the upstream died mid-stream: bill what was delivered
+        if not settled:
+            usage = _counted(ticket, meter)
+            outcome = await runtime.in_store(
+                runtime.metering.settle,
+                ticket,
+                usage,
+                usage_source="counted",
+                status="ok" if meter.finished else "partial",
+            )
+            settled = True
+            if meter.finished:
+                frame = meter.final_usage_frame(usage, figures(outcome, "counted"), ticket.model, ticket.request_id)
+                if frame is not None:
+                    yield frame
+        if done_marker:
+            yield b"data: [DONE]\n\n"
+    finally:
+        response.close()
+        if not settled:
+            runtime.spawn(
+                runtime.in_store(
+                    runtime.metering.settle,
+                    ticket,
+                    _counted(ticket, meter),
+                    usage_source="counted",
+                    status="partial",
+                )
+            )
