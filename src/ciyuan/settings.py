@@ -43,7 +43,7 @@ class DeploymentConfig(BaseModel):
 
     upstream: str
     model: str | None = Field(None, description="The upstream's name for the model, if different.")
-    weight: int = Field(1, ge=1, le=1000)
+    weight: int = Field(1, ge=1, le=1_000_000)
 
 
 class RouteConfig(BaseModel):

@@ -71,7 +71,11 @@ def start_gateway(db_url: str, upstream: str, log: Path, **settings: str) -> tup
     settings.setdefault("CIYUAN_UPSTREAMS", demo_upstreams(upstream))
     env = child_env(CIYUAN_DB=db_url, **settings)
     process = Process([*CIYUAN, "serve", "--port", str(port)], env, log)
-    process.wait_for(r"Ciyuan gateway listening on")
+    try:
+        process.wait_for(r"Ciyuan gateway listening on")
+    except AssertionError:
+        process.stop()
+        raise
     return process, f"http://127.0.0.1:{port}"
 
 
