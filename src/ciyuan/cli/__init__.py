@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ciyuan.cli import accounts, cost, credits, demo_upstream, keys, prices, serve, usage
+from ciyuan.cli import accounts, cost, count, credits, demo_upstream, keys, prices, serve, usage
 from ciyuan.cli.context import CliContext
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def root(
     ctx.obj = CliContext(db=db)
 
 
-for module in (accounts, keys, credits, usage, prices, cost, serve, demo_upstream):
+for module in (accounts, keys, credits, usage, count, prices, cost, serve, demo_upstream):
     module.register(app)
 
 

