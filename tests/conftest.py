@@ -79,10 +79,14 @@ def free_port() -> int:
 class Process:
     """A real child process whose output is kept in a file for when a test fails."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.log = log
         self._log_file = log.open("wb")
-        self.popen = subprocess.Popen(args, env=env, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=cwd)
+        self.popen = subprocess.Popen(
+            args, env=env, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=cwd
+        )
 
     def wait_for(self, pattern: str, timeout_s: float = 30.0) -> re.Match[str]:
         deadline = time.monotonic() + timeout_s
@@ -94,7 +98,9 @@ class Process:
             if self.popen.poll() is not None:
                 break
             time.sleep(0.05)
-        raise AssertionError(f"{pattern!r} did not appear; output:\n{self.log.read_text(errors='replace')}")
+        raise AssertionError(
+            f"{pattern!r} did not appear; output:\n{self.log.read_text(errors='replace')}"
+        )
 
     def stop(self) -> None:
         if self.popen.poll() is None:

@@ -15,7 +15,17 @@ FORBIDDEN_IN_DOMAIN = (
     "pydantic", "typer", "rich", "ciyuan.gateway", "ciyuan.store", "ciyuan.cli", "ciyuan.metering",
     "ciyuan.bootstrap", "ciyuan.admin",
 )  # fmt: skip
-FORBIDDEN_IN_METERING = ("starlette", "aiohttp", "httpx", "sqlite3", "psycopg", "redis", "ciyuan.gateway", "ciyuan.store", "ciyuan.cli")
+FORBIDDEN_IN_METERING = (
+    "starlette",
+    "aiohttp",
+    "httpx",
+    "sqlite3",
+    "psycopg",
+    "redis",
+    "ciyuan.gateway",
+    "ciyuan.store",
+    "ciyuan.cli",
+)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -30,7 +40,9 @@ def imports_of(path: Path) -> set[str]:
 
 def offending(path: Path, forbidden: tuple[str, ...]) -> list[str]:
     return sorted(
-        name for name in imports_of(path) if any(name == f or name.startswith(f + ".") for f in forbidden)
+        name
+        for name in imports_of(path)
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
     )
 
 
@@ -43,13 +55,22 @@ def test_domain_packages_import_no_framework_or_driver(package: str) -> None:
 
 
 def test_metering_depends_only_on_the_domain_and_its_ports() -> None:
-    problems = {str(f.relative_to(SRC)): offending(f, FORBIDDEN_IN_METERING) for f in (SRC / "metering").rglob("*.py")}
+    problems = {
+        str(f.relative_to(SRC)): offending(f, FORBIDDEN_IN_METERING)
+        for f in (SRC / "metering").rglob("*.py")
+    }
     assert {k: v for k, v in problems.items() if v} == {}
 
 
 def test_the_store_does_not_import_the_gateway_and_vice_versa() -> None:
-    store = {str(f.relative_to(SRC)): offending(f, ("ciyuan.gateway", "ciyuan.cli")) for f in (SRC / "store").rglob("*.py")}
-    gateway = {str(f.relative_to(SRC)): offending(f, ("ciyuan.store", "ciyuan.cli", "sqlite3", "psycopg")) for f in (SRC / "gateway").rglob("*.py")}
+    store = {
+        str(f.relative_to(SRC)): offending(f, ("ciyuan.gateway", "ciyuan.cli"))
+        for f in (SRC / "store").rglob("*.py")
+    }
+    gateway = {
+        str(f.relative_to(SRC)): offending(f, ("ciyuan.store", "ciyuan.cli", "sqlite3", "psycopg"))
+        for f in (SRC / "gateway").rglob("*.py")
+    }
     assert {k: v for k, v in {**store, **gateway}.items() if v} == {}
 
 

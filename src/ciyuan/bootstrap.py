@@ -43,11 +43,15 @@ def _upstream(config: UpstreamConfig, demo_url: str | None) -> Upstream:
     base_url = config.base_url
     if config.kind == "demo" and base_url == DEMO_UPSTREAM:
         if demo_url is None:
-            raise ConfigError(f"upstream {config.name!r} uses the built-in demo, which is not running")
+            raise ConfigError(
+                f"upstream {config.name!r} uses the built-in demo, which is not running"
+            )
         base_url = demo_url
     key = os.environ.get(config.api_key_env) if config.api_key_env else None
     if config.api_key_env and not key:
-        log.warning("upstream %s: environment variable %s is not set", config.name, config.api_key_env)
+        log.warning(
+            "upstream %s: environment variable %s is not set", config.name, config.api_key_env
+        )
     return Upstream(
         name=config.name,
         kind=config.kind,
@@ -88,17 +92,24 @@ def build_router(settings: Settings, catalog: Catalog, demo_url: str | None) -> 
             deployments = []
             for d in route.deployments:
                 if d.upstream not in upstreams:
-                    raise ConfigError(f"route {route.model!r} names unknown upstream {d.upstream!r}")
+                    raise ConfigError(
+                        f"route {route.model!r} names unknown upstream {d.upstream!r}"
+                    )
                 deployments.append(Deployment(upstreams[d.upstream], d.model, d.weight))
             routes.append(Route(route.model, tuple(deployments)))
     else:
         routes = [Route("*", tuple(Deployment(u, None, 1) for u in upstreams.values()))]
     return Router(
-        routes, catalog, explicit=bool(settings.routes), allow_unpriced_models=settings.allow_unpriced_models
+        routes,
+        catalog,
+        explicit=bool(settings.routes),
+        allow_unpriced_models=settings.allow_unpriced_models,
     )
 
 
-def build_app(settings: Settings, *, demo_url: str | None = None, clock: Clock | None = None) -> Starlette:
+def build_app(
+    settings: Settings, *, demo_url: str | None = None, clock: Clock | None = None
+) -> Starlette:
     clock = clock or SystemClock()
     store = build_store(settings, clock)
     catalog = build_catalog(settings)

@@ -86,7 +86,9 @@ class UpstreamError(CiyuanError):
     code = "upstream_error"
     transient = True
 
-    def __init__(self, message: str, *, status: int | None = None, fallback_safe: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, fallback_safe: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.fallback_safe = fallback_safe

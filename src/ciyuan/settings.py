@@ -25,7 +25,7 @@ DEMO_UPSTREAM: Final = "demo"
 
 
 class UpstreamConfig(BaseModel):
-    """One provider endpoint. Its key is read from the named environment variable, never the file."""
+    """One provider endpoint. Its key comes from the named environment variable, not the file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,7 +33,9 @@ class UpstreamConfig(BaseModel):
     kind: Literal["openai", "anthropic", "demo"] = "openai"
     base_url: str = Field(description="Ends with the API version, e.g. https://api.openai.com/v1")
     api_key_env: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers sent upstream."
+    )
     timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
 
@@ -58,25 +60,33 @@ class RouteConfig(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIYUAN_", extra="forbid", frozen=True)
 
-    db: str = Field("sqlite:///ciyuan.db", description="Database URL: sqlite:///path or postgresql://…")
+    db: str = Field(
+        "sqlite:///ciyuan.db", description="Database URL: sqlite:///path or postgresql://…"
+    )
     durability: Literal["process", "power"] = Field(
         "process",
-        description="SQLite commit durability: survive a killed process, or also a power cut (fsync).",
+        description="SQLite durability: survive a killed process, or a power cut too (fsync).",
     )
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8400, ge=0, le=65535, description="Port the gateway listens on.")
     upstream_url: str = Field(
         DEMO_UPSTREAM,
-        description="Base URL of the OpenAI-compatible upstream (…/v1), or 'demo' for the built-in one.",
+        description="OpenAI-compatible upstream base URL (…/v1), or 'demo' for the built-in one.",
     )
     upstream_api_key_env: str = Field(
         "OPENAI_API_KEY",
-        description="Environment variable that holds the upstream provider key (never the key itself).",
+        description="Environment variable holding the upstream provider key (never the key).",
     )
-    upstream_timeout_s: float = Field(600.0, gt=0, description="Longest wait for an upstream response.")
-    upstream_connect_timeout_s: float = Field(10.0, gt=0, description="Longest wait to connect upstream.")
+    upstream_timeout_s: float = Field(
+        600.0, gt=0, description="Longest wait for an upstream response."
+    )
+    upstream_connect_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait to connect upstream."
+    )
     reservation_timeout_s: float = Field(
-        900.0, gt=0, description="A hold not settled by then is voided, so a crash cannot keep credit."
+        900.0,
+        gt=0,
+        description="A hold not settled by then is voided, so a crash cannot keep credit.",
     )
     sweep_interval_s: float = Field(30.0, gt=0, description="How often overdue holds are voided.")
     output_tokens_default: int = Field(
@@ -84,7 +94,9 @@ class Settings(BaseSettings):
     )
     body_bytes_max: int = Field(8 * 1024 * 1024, gt=0, description="Largest request body accepted.")
     auth_cache_ttl_s: float = Field(
-        5.0, ge=0, description="How long a process trusts a key lookup: the bound on revocation delay."
+        5.0,
+        ge=0,
+        description="How long a process trusts a key lookup: the bound on revocation delay.",
     )
     allow_unpriced_models: bool = Field(
         False, description="Serve models with no price, charging nothing (off: refused with 403)."
@@ -93,15 +105,20 @@ class Settings(BaseSettings):
         default_factory=list, description="Provider endpoints; empty means one from upstream_url."
     )
     routes: list[RouteConfig] = Field(
-        default_factory=list, description="Model routes; empty means every priced model on every upstream."
+        default_factory=list,
+        description="Model routes; empty means every priced model on every upstream.",
     )
     output_tokens_max: int = Field(
         1_000_000, gt=0, description="The largest max_tokens a request may ask for."
     )
     messages_max: int = Field(10_000, gt=0, description="The most messages one request may carry.")
-    header_bytes_max: int = Field(64 * 1024, gt=0, description="Largest total size of request headers.")
+    header_bytes_max: int = Field(
+        64 * 1024, gt=0, description="Largest total size of request headers."
+    )
     body_timeout_s: float = Field(60.0, gt=0, description="Longest time to receive a request body.")
-    prices_file: Path | None = Field(None, description="Operator price catalog layered over the shipped one.")
+    prices_file: Path | None = Field(
+        None, description="Operator price catalog layered over the shipped one."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -28,7 +28,9 @@ def all_commands() -> list[tuple[str, click.Command]]:
 
 
 def test_every_command_has_help() -> None:
-    missing = [name or "ciyuan" for name, command in all_commands() if not (command.help or "").strip()]
+    missing = [
+        name or "ciyuan" for name, command in all_commands() if not (command.help or "").strip()
+    ]
     assert missing == []
 
 

@@ -14,7 +14,12 @@ from tests.conftest import CIYUAN, child_env
 
 def ciyuan(db_url: str, *args: str, expect_ok: bool = True) -> dict[str, Any]:
     done = subprocess.run(
-        [*CIYUAN, "--db", db_url, *args, "--json"], env=child_env(), capture_output=True, text=True, timeout=60
+        [*CIYUAN, "--db", db_url, *args, "--json"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if expect_ok:
         assert done.returncode == 0, done.stderr
@@ -59,7 +64,9 @@ def test_operator_workflow_with_json(db_url: str) -> None:
         (("keys", "revoke", "ck-nosuchkey"), "not_found"),
     ],
 )
-def test_bad_input_is_a_json_error_on_stderr(sqlite_url: str, args: tuple[str, ...], code: str) -> None:
+def test_bad_input_is_a_json_error_on_stderr(
+    sqlite_url: str, args: tuple[str, ...], code: str
+) -> None:
     ciyuan(sqlite_url, "accounts", "create", "acme")
     error = ciyuan(sqlite_url, *args, expect_ok=False)
     assert error["error"]["code"] == code and error["error"]["message"]

@@ -16,7 +16,9 @@ from tests.conftest import CIYUAN, Process, child_env, free_port
 
 def test_serve_runs_on_the_embedded_default(tmp_path: Path) -> None:
     port = free_port()
-    process = Process([*CIYUAN, "serve", "--port", str(port)], child_env(), tmp_path / "serve.log", cwd=tmp_path)
+    process = Process(
+        [*CIYUAN, "serve", "--port", str(port)], child_env(), tmp_path / "serve.log", cwd=tmp_path
+    )
     try:
         process.wait_for(r"Ciyuan gateway listening on http://127\.0\.0\.1:\d+")
         output = process.log.read_text()
@@ -29,7 +31,9 @@ def test_serve_runs_on_the_embedded_default(tmp_path: Path) -> None:
         store.grant(account.id, Amount.parse("1"))
         new = apikeys.generate()
         store.create_api_key(account.id, new.prefix, new.hash_hex, None)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=new.secret.reveal(), max_retries=0)
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=new.secret.reveal(), max_retries=0
+        )
         raw = client.chat.completions.with_raw_response.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], stream=True
         )

@@ -18,7 +18,6 @@ from ciyuan.pricing.money import Amount
 from ciyuan.store import open_store
 from tests.conftest import CIYUAN, PG_URL, Process, _unavailable, child_env, free_port
 
-
 T = TypeVar("T")
 
 
@@ -79,8 +78,12 @@ def start_gateway(db_url: str, upstream: str, log: Path, **settings: str) -> tup
     return process, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def gateway(request: pytest.FixtureRequest, demo_upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def gateway(
+    request: pytest.FixtureRequest, demo_upstream: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp(f"gateway-{request.param}")
     schema = None
     if request.param == "sqlite":

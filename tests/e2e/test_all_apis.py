@@ -32,11 +32,15 @@ def dump(obj: Any) -> dict[str, Any]:
 
 
 def oai(gateway: Gateway, key: str) -> openai.OpenAI:
-    return tracked(openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30))
+    return tracked(
+        openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
+    )
 
 
 def claude(gateway: Gateway, key: str) -> anthropic.Anthropic:
-    return tracked(anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30))
+    return tracked(
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    )
 
 
 def charged(gateway: Gateway, account: str, credit: str) -> Amount:
@@ -59,9 +63,11 @@ def test_anthropic_messages(gateway: Gateway) -> None:
 def test_anthropic_stream_with_cache_reads(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
     with claude(gateway, key).messages.stream(
-        model=CLAUDE, max_tokens=40, messages=[{"role": "user", "content": "Tell me about caches " * 20}],
+        model=CLAUDE,
+        max_tokens=40,
+        messages=[{"role": "user", "content": "Tell me about caches " * 20}],
         extra_headers={"x-demo-cached-tokens": "50"},
-    ) as stream:  # fmt: skip
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text
@@ -82,30 +88,48 @@ def test_anthropic_count_tokens_is_local_and_free(gateway: Gateway) -> None:
 def test_anthropic_errors_use_anthropic_format(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
     with pytest.raises(anthropic.NotFoundError) as caught:
-        claude(gateway, key).messages.create(model="no-such-claude", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+        claude(gateway, key).messages.create(
+            model="no-such-claude", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.body["type"] == "error"  # type: ignore[index]
     with pytest.raises(anthropic.AuthenticationError):
-        claude(gateway, "ck-wrongkey_" + "y" * 43).messages.create(model=CLAUDE, max_tokens=5, messages=[{"role": "user", "content": "x"}])
+        claude(gateway, "ck-wrongkey_" + "y" * 43).messages.create(
+            model=CLAUDE, max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(anthropic.BadRequestError):
-        claude(gateway, key).messages.create(model=CLAUDE, max_tokens=0, messages=[{"role": "user", "content": "x"}])
+        claude(gateway, key).messages.create(
+            model=CLAUDE, max_tokens=0, messages=[{"role": "user", "content": "x"}]
+        )
     assert charged(gateway, account, "1") == Amount.zero()
 
 
 def test_legacy_completions_plain_and_stream(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
     sdk = oai(gateway, key)
-    raw = sdk.completions.with_raw_response.create(model="gpt-3.5-turbo-instruct", prompt="Say hi", max_tokens=12)
+    raw = sdk.completions.with_raw_response.create(
+        model="gpt-3.5-turbo-instruct", prompt="Say hi", max_tokens=12
+    )
     first = raw.parse()
     cost = Amount.parse(raw.headers["x-ciyuan-cost"])
     assert cost == price("gpt-3.5-turbo-instruct", Usage.from_openai_chat(dump(first.usage)))
-    chunks = list(sdk.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say more", max_tokens=12, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        sdk.completions.create(
+            model="gpt-3.5-turbo-instruct",
+            prompt="Say more",
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     figures = chunks[-1].model_extra["ciyuan"]
     assert cost + Amount.parse(figures["cost"]) == charged(gateway, account, "1")
 
 
 def test_embeddings(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
-    raw = oai(gateway, key).embeddings.with_raw_response.create(model="text-embedding-3-small", input=["one", "two words"])
+    raw = oai(gateway, key).embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=["one", "two words"]
+    )
     result = raw.parse()
     assert len(result.data) == 2 and len(result.data[0].embedding) > 0
     expected = price("text-embedding-3-small", Usage.from_openai_embeddings(dump(result.usage)))
@@ -115,26 +139,53 @@ def test_embeddings(gateway: Gateway) -> None:
 def test_responses_plain_and_stream(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
     sdk = oai(gateway, key)
-    raw = sdk.responses.with_raw_response.create(model="gpt-4o-mini", input="Write a haiku", max_output_tokens=30)
+    raw = sdk.responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Write a haiku", max_output_tokens=30
+    )
     response = raw.parse()
     assert response.output_text
     first = Amount.parse(raw.headers["x-ciyuan-cost"])
     assert first == price("gpt-4o-mini", Usage.from_openai_responses(dump(response.usage)))
-    events = list(sdk.responses.create(model="gpt-4o-mini", input="Another haiku", stream=True, max_output_tokens=30))
+    events = list(
+        sdk.responses.create(
+            model="gpt-4o-mini", input="Another haiku", stream=True, max_output_tokens=30
+        )
+    )
     completed = [e for e in events if e.type in ("response.completed", "response.incomplete")][-1]
     second = Amount.parse(completed.model_extra["ciyuan"]["cost"])
-    assert second == price("gpt-4o-mini", Usage.from_openai_responses(dump(completed.response.usage)))
+    assert second == price(
+        "gpt-4o-mini", Usage.from_openai_responses(dump(completed.response.usage))
+    )
     assert first + second == charged(gateway, account, "1")
 
 
 def test_chat_with_tools_json_mode_and_n(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
     sdk = oai(gateway, key)
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
-    raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=tools, tool_choice="required")
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=tools,
+        tool_choice="required",
+    )
     assert raw.parse().choices[0].message.tool_calls
     total = Amount.parse(raw.headers["x-ciyuan-cost"])
-    raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "JSON please"}], response_format={"type": "json_object"}, n=2, max_tokens=20)
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "JSON please"}],
+        response_format={"type": "json_object"},
+        n=2,
+        max_tokens=20,
+    )
     assert len(raw.parse().choices) == 2
     total += Amount.parse(raw.headers["x-ciyuan-cost"])
     assert total == charged(gateway, account, "1")
@@ -147,11 +198,15 @@ def test_async_clients(gateway: Gateway) -> None:
         aoai = openai.AsyncOpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
         aclaude = anthropic.AsyncAnthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
         chats = [
-            aoai.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=10)
+            aoai.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=10
+            )
             for i in range(4)
         ]
         messages = [
-            aclaude.messages.with_raw_response.create(model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": f"m{i}"}])
+            aclaude.messages.with_raw_response.create(
+                model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": f"m{i}"}]
+            )
             for i in range(4)
         ]
         done = await asyncio.gather(*chats, *messages)
@@ -164,5 +219,7 @@ def test_async_clients(gateway: Gateway) -> None:
 
 def test_overhead_header_is_reported(gateway: Gateway) -> None:
     _, key = gateway.customer("1")
-    raw = oai(gateway, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+    raw = oai(gateway, key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
     assert float(raw.headers["x-ciyuan-overhead-ms"]) > 0

@@ -36,21 +36,35 @@ def faulty(demo_upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     upstreams = [
         {"name": "demo", "kind": "demo", "base_url": demo_upstream},
         {"name": "dead", "kind": "demo", "base_url": dead, "connect_timeout_s": 2},
-        {"name": "busy", "kind": "demo", "base_url": demo_upstream, "headers": {"x-demo-fault": "status:429"}},
+        {
+            "name": "busy",
+            "kind": "demo",
+            "base_url": demo_upstream,
+            "headers": {"x-demo-fault": "status:429"},
+        },
         {"name": "slow", "kind": "demo", "base_url": demo_upstream, "timeout_s": 1},
     ]
     routes = [
-        {"model": "gpt-4o", "deployments": [{"upstream": "dead", "weight": 1000000}, {"upstream": "demo"}]},
-        {"model": "gpt-4.1-mini", "deployments": [{"upstream": "busy", "weight": 1000000}, {"upstream": "demo"}]},
+        {
+            "model": "gpt-4o",
+            "deployments": [{"upstream": "dead", "weight": 1000000}, {"upstream": "demo"}],
+        },
+        {
+            "model": "gpt-4.1-mini",
+            "deployments": [{"upstream": "busy", "weight": 1000000}, {"upstream": "demo"}],
+        },
         {"model": "gpt-4.1-nano", "deployments": [{"upstream": "slow"}]},
         {"model": "*", "deployments": [{"upstream": "demo"}]},
     ]
     db_url = f"sqlite:///{folder / 'ciyuan.db'}"
     store = open_store(db_url)
     process, base_url = start_gateway(
-        db_url, demo_upstream, folder / "gateway.log",
-        CIYUAN_UPSTREAMS=json.dumps(upstreams), CIYUAN_ROUTES=json.dumps(routes),
-    )  # fmt: skip
+        db_url,
+        demo_upstream,
+        folder / "gateway.log",
+        CIYUAN_UPSTREAMS=json.dumps(upstreams),
+        CIYUAN_ROUTES=json.dumps(routes),
+    )
     try:
         yield Gateway(base_url=base_url, db_url=db_url, store=store)
     finally:
@@ -59,7 +73,9 @@ def faulty(demo_upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def sdk(gateway: Gateway, key: str) -> openai.OpenAI:
-    return tracked(openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30))
+    return tracked(
+        openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
+    )
 
 
 def price(model: str, usage: Usage) -> Amount:
@@ -100,9 +116,10 @@ def test_upstream_timeout_is_504_and_free(faulty: Gateway) -> None:
     account, key = faulty.customer("1")
     with pytest.raises(openai.APIStatusError) as caught:
         sdk(faulty, key).chat.completions.create(
-            model="gpt-4.1-nano", messages=[{"role": "user", "content": "slow"}],
+            model="gpt-4.1-nano",
+            messages=[{"role": "user", "content": "slow"}],
             extra_headers={"x-demo-fault": "timeout", "x-demo-delay-ms": "3000"},
-        )  # fmt: skip
+        )
     assert caught.value.status_code == 504
     assert spent(faulty, account) == Amount.zero()
 
@@ -112,7 +129,9 @@ def test_upstream_5xx_is_502_and_free(faulty: Gateway, status: int) -> None:
     account, key = faulty.customer("1")
     with pytest.raises(openai.APIStatusError) as caught:
         sdk(faulty, key).chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "fail"}], extra_headers={"x-demo-fault": f"status:{status}"}
+            model=MODEL,
+            messages=[{"role": "user", "content": "fail"}],
+            extra_headers={"x-demo-fault": f"status:{status}"},
         )
     assert caught.value.status_code == 502
     assert spent(faulty, account) == Amount.zero()
@@ -121,14 +140,19 @@ def test_upstream_5xx_is_502_and_free(faulty: Gateway, status: int) -> None:
 def test_stream_cut_by_upstream_bills_what_was_delivered(faulty: Gateway) -> None:
     account, key = faulty.customer("1")
     raw = sdk(faulty, key).chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": "a long story"}], stream=True, max_tokens=60,
+        model=MODEL,
+        messages=[{"role": "user", "content": "a long story"}],
+        stream=True,
+        max_tokens=60,
         extra_headers={"x-demo-fault": "cut:4"},
-    )  # fmt: skip
+    )
     delivered = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     assert delivered
     event = wait_event(faulty, raw.headers["x-ciyuan-request-id"])
     assert (event.status, event.usage_source) == ("partial", "counted")
-    usage = Usage(input_tokens=event.prompt_tokens_local, output_tokens=count_text(MODEL, delivered).tokens)
+    usage = Usage(
+        input_tokens=event.prompt_tokens_local, output_tokens=count_text(MODEL, delivered).tokens
+    )
     assert event.output_tokens == usage.output_tokens
     assert event.cost == price(MODEL, usage) == spent(faulty, account)
 
@@ -137,19 +161,30 @@ def test_missing_usage_is_counted_locally(faulty: Gateway) -> None:
     account, key = faulty.customer("1")
     client = sdk(faulty, key)
     raw = client.chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": "no usage here"}], max_tokens=20,
+        model=MODEL,
+        messages=[{"role": "user", "content": "no usage here"}],
+        max_tokens=20,
         extra_headers={"x-demo-fault": "no-usage"},
-    )  # fmt: skip
+    )
     text = raw.parse().choices[0].message.content or ""
     first = Amount.parse(raw.headers["x-ciyuan-cost"])
     event = wait_event(faulty, raw.headers["x-ciyuan-request-id"])
     assert event.usage_source == "counted"
-    assert first == price(MODEL, Usage(input_tokens=event.prompt_tokens_local, output_tokens=count_text(MODEL, text).tokens))
+    assert first == price(
+        MODEL,
+        Usage(input_tokens=event.prompt_tokens_local, output_tokens=count_text(MODEL, text).tokens),
+    )
 
-    chunks = list(client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "no usage in the stream either"}], max_tokens=20,
-        stream=True, stream_options={"include_usage": True}, extra_headers={"x-demo-fault": "no-usage"},
-    ))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "no usage in the stream either"}],
+            max_tokens=20,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-demo-fault": "no-usage"},
+        )
+    )
     final = chunks[-1]
     assert final.usage is not None and final.model_extra["ciyuan"]["usage_source"] == "counted"
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -159,9 +194,16 @@ def test_missing_usage_is_counted_locally(faulty: Gateway) -> None:
 
 def test_client_disconnect_mid_stream_is_billed_for_delivered_tokens(faulty: Gateway) -> None:
     account, key = faulty.customer("1")
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "drip drip"}], "stream": True, "max_tokens": 60}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "drip drip"}],
+        "stream": True,
+        "max_tokens": 60,
+    }
     headers = {"authorization": f"Bearer {key}", "x-demo-fault": "drip:100"}
-    with httpx.stream("POST", faulty.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=30) as response:
+    with httpx.stream(
+        "POST", faulty.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=30
+    ) as response:
         request_id = response.headers["x-ciyuan-request-id"]
         received = 0
         for line in response.iter_lines():
@@ -172,7 +214,9 @@ def test_client_disconnect_mid_stream_is_billed_for_delivered_tokens(faulty: Gat
     event = wait_event(faulty, request_id)
     assert (event.status, event.usage_source) == ("partial", "counted")
     assert 0 < event.output_tokens < 60
-    expected = price(MODEL, Usage(input_tokens=event.prompt_tokens_local, output_tokens=event.output_tokens))
+    expected = price(
+        MODEL, Usage(input_tokens=event.prompt_tokens_local, output_tokens=event.output_tokens)
+    )
     assert event.cost == expected == spent(faulty, account)
 
 
@@ -181,14 +225,23 @@ def test_client_disconnect_mid_stream_is_billed_for_delivered_tokens(faulty: Gat
     [
         ({"x-padding": "x" * 70_000}, {"model": MODEL, "messages": []}, 431),
         ({}, {"model": MODEL, "messages": [{"role": "user", "content": "x"}] * 10_001}, 400),
-        ({}, {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**9}, 400),
+        (
+            {},
+            {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**9},
+            400,
+        ),
         ({}, {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 0}, 400),
     ],
 )
-def test_limits_refuse_with_a_clear_error_and_charge_nothing(faulty: Gateway, headers: dict[str, str], body: dict[str, object], status: int) -> None:
+def test_limits_refuse_with_a_clear_error_and_charge_nothing(
+    faulty: Gateway, headers: dict[str, str], body: dict[str, object], status: int
+) -> None:
     account, key = faulty.customer("1")
     response = httpx.post(
-        faulty.base_url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}", **headers}, timeout=30
+        faulty.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}", **headers},
+        timeout=30,
     )
     assert response.status_code == status
     assert response.json()["error"]["message"]
@@ -198,8 +251,10 @@ def test_limits_refuse_with_a_clear_error_and_charge_nothing(faulty: Gateway, he
 def test_oversized_body_is_413(faulty: Gateway) -> None:
     account, key = faulty.customer("1")
     response = httpx.post(
-        faulty.base_url + "/v1/chat/completions", content=b"x" * (9 * 1024 * 1024),
-        headers={"authorization": f"Bearer {key}", "content-type": "application/json"}, timeout=30,
-    )  # fmt: skip
+        faulty.base_url + "/v1/chat/completions",
+        content=b"x" * (9 * 1024 * 1024),
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        timeout=30,
+    )
     assert response.status_code == 413
     assert spent(faulty, account) == Amount.zero()

@@ -24,7 +24,9 @@ CATALOG = Catalog.load_default()
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return tracked(openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30))
+    return tracked(
+        openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
+    )
 
 
 def expected_cost(usage: dict[str, Any] | Any) -> Amount:
@@ -62,9 +64,12 @@ def test_chat_completion_is_charged_exactly(gateway: Gateway) -> None:
 def test_stream_with_include_usage_carries_the_charge(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
     raw = client(gateway, key).chat.completions.with_raw_response.create(
-        model=MODEL, messages=messages("Stream me a story"), stream=True,
-        stream_options={"include_usage": True}, max_tokens=30,
-    )  # fmt: skip
+        model=MODEL,
+        messages=messages("Stream me a story"),
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=30,
+    )
     chunks = list(raw.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
@@ -104,7 +109,9 @@ def test_a_run_of_calls_sums_exactly_to_the_balance_change(gateway: Gateway) -> 
             )
             charged += Amount.parse(list(raw.parse())[-1].model_extra["ciyuan"]["cost"])
         else:
-            raw = sdk.chat.completions.with_raw_response.create(model=MODEL, messages=prompt, max_tokens=10 + index)
+            raw = sdk.chat.completions.with_raw_response.create(
+                model=MODEL, messages=prompt, max_tokens=10 + index
+            )
             charged += Amount.parse(raw.headers["x-ciyuan-cost"])
     balance = gateway.store.balance(account)
     assert balance.available == Amount.parse("2") - charged
@@ -137,7 +144,9 @@ def test_no_credit_is_402_and_charges_nothing(gateway: Gateway) -> None:
 def test_unknown_and_revoked_keys_are_401(gateway: Gateway) -> None:
     account, key = gateway.customer("1")
     with pytest.raises(openai.AuthenticationError):
-        client(gateway, "ck-nosuchke_" + "x" * 43).chat.completions.create(model=MODEL, messages=messages("hi"))
+        client(gateway, "ck-nosuchke_" + "x" * 43).chat.completions.create(
+            model=MODEL, messages=messages("hi")
+        )
     with pytest.raises(openai.AuthenticationError):
         client(gateway, key[:-1] + ("A" if key[-1] != "A" else "B")).chat.completions.create(
             model=MODEL, messages=messages("hi")
@@ -162,7 +171,12 @@ def test_unknown_model_is_404_and_charges_nothing(gateway: Gateway) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[1, 2]", b'{"model": 7, "messages": []}', b'{"model": "gpt-4o-mini", "messages": "hi"}'],
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'{"model": 7, "messages": []}',
+        b'{"model": "gpt-4o-mini", "messages": "hi"}',
+    ],
 )
 def test_malformed_requests_are_400_in_openai_format(gateway: Gateway, body: bytes) -> None:
     account, key = gateway.customer("1")

@@ -34,10 +34,15 @@ def root(
     ctx: typer.Context,
     db: Annotated[
         str | None,
-        typer.Option("--db", envvar="CIYUAN_DB", help="Database URL: sqlite:///path or postgresql://…"),
+        typer.Option(
+            "--db", envvar="CIYUAN_DB", help="Database URL: sqlite:///path or postgresql://…"
+        ),
     ] = None,
     show_version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Operate the gateway: accounts, API keys, credits, usage, and the server itself."""

@@ -36,7 +36,11 @@ def create(
     """Create a customer account with a zero balance."""
     with opened_store(ctx, as_json=as_json) as store:
         account = store.create_account(name)
-    emit({"account": account_json(account)}, as_json=as_json, human=f"created account [bold]{name}[/bold] ({account.id})")
+    emit(
+        {"account": account_json(account)},
+        as_json=as_json,
+        human=f"created account [bold]{name}[/bold] ({account.id})",
+    )
 
 
 @group.command("list")
@@ -51,7 +55,10 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         human=table(
             "Accounts",
             ["Name", "Kind", "Balance", "Available", "Pending", "Id"],
-            [[r["name"], r["kind"], r["balance"], r["available"], r["pending"], r["id"]] for r in rows],
+            [
+                [r["name"], r["kind"], r["balance"], r["available"], r["pending"], r["id"]]
+                for r in rows
+            ],
         ),
     )
 

@@ -24,7 +24,7 @@ from ciyuan.pricing.usage import Usage
 from ciyuan.tokens import count_request
 
 
-def cost(  # noqa: PLR0917 (typer options are parameters)
+def cost(
     model: Annotated[str, typer.Argument(help="Model name as clients send it.")],
     input_tokens: Annotated[int, typer.Option(min=0, help="Uncached input tokens.")] = 0,
     output_tokens: Annotated[

@@ -17,10 +17,14 @@ group = typer.Typer(help="Grant credit and show balances.", no_args_is_help=True
 def grant(
     ctx: typer.Context,
     account: Annotated[str, typer.Argument(help="Account name.")],
-    amount: Annotated[str, typer.Argument(help=f"Amount in {CURRENCY} as a decimal string: 10, 0.25")],
+    amount: Annotated[
+        str, typer.Argument(help=f"Amount in {CURRENCY} as a decimal string: 10, 0.25")
+    ],
     idempotency_key: Annotated[
         str | None,
-        typer.Option("--idempotency-key", help="Repeating a grant with the same key changes nothing."),
+        typer.Option(
+            "--idempotency-key", help="Repeating a grant with the same key changes nothing."
+        ),
     ] = None,
     as_json: bool = JsonOption,
 ) -> None:
@@ -42,7 +46,8 @@ def grant(
             "balance": str(balance.available),
         },
         as_json=as_json,
-        human=f"granted {transfer.amount} {CURRENCY} to {owner.name}; available balance {balance.available}",
+        human=f"granted {transfer.amount} {CURRENCY} to {owner.name}; "
+        f"available balance {balance.available}",
     )
 
 

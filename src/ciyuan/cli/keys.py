@@ -30,7 +30,9 @@ def key_json(record: ApiKeyRecord) -> dict[str, Any]:
 def create(
     ctx: typer.Context,
     account: Annotated[str, typer.Option("--account", help="Account the key spends from.")],
-    label: Annotated[str | None, typer.Option("--label", help="A note to recognise the key by.")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="A note to recognise the key by.")
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Create an API key. The key is printed once and cannot be shown again."""
@@ -39,7 +41,13 @@ def create(
         owner = store.get_account(account)
         record = store.create_api_key(owner.id, new.prefix, new.hash_hex, label)
     if as_json:
-        emit({"key": new.secret.reveal(), **{k: v for k, v in key_json(record).items() if k != "key"}}, as_json=True)
+        emit(
+            {
+                "key": new.secret.reveal(),
+                **{k: v for k, v in key_json(record).items() if k != "key"},
+            },
+            as_json=True,
+        )
         return
     console.print(f"created API key [bold]{record.prefix}[/bold] for account {owner.name}")
     console.print("Store it now: it is shown only once.")
@@ -49,7 +57,9 @@ def create(
 @group.command("list")
 def list_(
     ctx: typer.Context,
-    account: Annotated[str | None, typer.Option("--account", help="Only this account's keys.")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this account's keys.")
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """List API keys by prefix (the secret part is never stored)."""
@@ -63,7 +73,10 @@ def list_(
         human=table(
             "API keys",
             ["Prefix", "Account", "Label", "Created", "Revoked"],
-            [[r["prefix"], r["account"], r["label"], r["created"], r["revoked"] or ""] for r in rows],
+            [
+                [r["prefix"], r["account"], r["label"], r["created"], r["revoked"] or ""]
+                for r in rows
+            ],
         ),
     )
 
@@ -77,7 +90,11 @@ def revoke(
     """Revoke an API key; every gateway refuses it within the auth cache TTL."""
     with opened_store(ctx, as_json=as_json) as store:
         record = store.revoke_api_key(prefix_or_id)
-    emit({"key": key_json(record)}, as_json=as_json, human=f"revoked API key [bold]{record.prefix}[/bold]")
+    emit(
+        {"key": key_json(record)},
+        as_json=as_json,
+        human=f"revoked API key [bold]{record.prefix}[/bold]",
+    )
 
 
 def register(app: typer.Typer) -> None:

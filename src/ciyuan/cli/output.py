@@ -24,7 +24,9 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout
 
 
 def emit_json(data: Mapping[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+    sys.stdout.write(
+        orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    )
     sys.stdout.write("\n")
     sys.stdout.flush()
 
@@ -40,7 +42,21 @@ def emit(data: Mapping[str, Any], *, as_json: bool, human: Any = None) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     grid = Table(title=title, show_lines=False, header_style="bold")
     for name in columns:
-        numeric = name.lower() in {"requests", "tokens", "input", "output", "cached", "cost", "balance", "available", "pending", "posted", "amount", "count", "total"}
+        numeric = name.lower() in {
+            "requests",
+            "tokens",
+            "input",
+            "output",
+            "cached",
+            "cost",
+            "balance",
+            "available",
+            "pending",
+            "posted",
+            "amount",
+            "count",
+            "total",
+        }
         grid.add_column(name, justify="right" if numeric else "left")
     for row in rows:
         grid.add_row(*("" if cell is None else str(cell) for cell in row))
@@ -52,7 +68,9 @@ def fail(error: CiyuanError | str, *, as_json: bool, exit_code: int = 1) -> NoRe
     code = error.code if isinstance(error, CiyuanError) else "error"
     message = error.message if isinstance(error, CiyuanError) else error
     if as_json:
-        sys.stderr.write(orjson.dumps({"error": {"code": code, "message": message}}).decode() + "\n")
+        sys.stderr.write(
+            orjson.dumps({"error": {"code": code, "message": message}}).decode() + "\n"
+        )
     else:
         err_console.print(f"[red]error[/red] ({code}): {message}")
     raise typer.Exit(exit_code)

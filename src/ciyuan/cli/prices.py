@@ -66,7 +66,7 @@ def price_row(price: ModelPrice, catalog: Catalog) -> dict[str, Any]:
 
 
 @group.command("list")
-def list_prices(  # noqa: PLR0917 (typer options are parameters)
+def list_prices(
     provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
     model: Annotated[str | None, typer.Option(help="Only models matching this glob.")] = None,
     at: Annotated[
@@ -115,7 +115,7 @@ def list_prices(  # noqa: PLR0917 (typer options are parameters)
 
 
 @group.command("import")
-def import_prices(  # noqa: PLR0917 (typer options are parameters)
+def import_prices(
     source_file: Annotated[Path, typer.Argument(help="The file to import.", metavar="FILE")],
     format: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")],
     effective_from: Annotated[
@@ -171,7 +171,7 @@ def import_prices(  # noqa: PLR0917 (typer options are parameters)
 
 
 @group.command("set")
-def set_price(  # noqa: PLR0917 (typer options are parameters)
+def set_price(
     model: Annotated[str, typer.Argument(help="Model name as clients send it.")],
     input: Annotated[str, typer.Option("--input", help="USD per million input tokens.")],
     output: Annotated[str, typer.Option("--output", help="USD per million output tokens.")],

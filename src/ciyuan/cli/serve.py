@@ -66,9 +66,7 @@ def _reload_on_sighup(app: object) -> None:
 
 
 async def run_gateway(settings: Settings) -> None:
-    from ciyuan.bootstrap import build_app
-
-    from ciyuan.bootstrap import uses_demo
+    from ciyuan.bootstrap import build_app, uses_demo
 
     demo_url = None
     demo_task = None
@@ -109,8 +107,12 @@ async def run_gateway(settings: Settings) -> None:
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8400).")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on (default 8400).")
+    ] = None,
 ) -> None:
     """Run the gateway (SQLite and the built-in demo upstream unless configured otherwise)."""
     try:

@@ -13,7 +13,9 @@ from ciyuan.pricing.money import CURRENCY, total
 
 def usage(
     ctx: typer.Context,
-    account: Annotated[str | None, typer.Option("--account", help="Only this account's usage.")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this account's usage.")
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Show requests, tokens and cost by model."""
@@ -41,7 +43,17 @@ def usage(
     grid = table(
         f"Usage ({CURRENCY})" + (f" for {account}" if account else ""),
         ["Model", "Requests", "Input", "Cached", "Output", "Cost"],
-        [[x["model"], x["requests"], x["input_tokens"], x["cached_tokens"], x["output_tokens"], x["cost"]] for x in lines]
+        [
+            [
+                x["model"],
+                x["requests"],
+                x["input_tokens"],
+                x["cached_tokens"],
+                x["output_tokens"],
+                x["cost"],
+            ]
+            for x in lines
+        ]
         + [["total", *summary.values()]],
     )
     emit({"usage": lines, "total": summary, "currency": CURRENCY}, as_json=as_json, human=grid)

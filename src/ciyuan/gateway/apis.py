@@ -52,7 +52,11 @@ class ApiSpec:
         return n
 
     def output_limit(self, body: dict[str, Any]) -> int | None:
-        limit = optional_positive_int(body, *self.output_limit_fields) if self.output_limit_fields else None
+        limit = (
+            optional_positive_int(body, *self.output_limit_fields)
+            if self.output_limit_fields
+            else None
+        )
         if limit is None and self.output_limit_required:
             field = self.output_limit_fields[0]
             raise InvalidRequest(f"{field}: Field required", param=field)
@@ -89,7 +93,9 @@ def _chat_text(data: dict[str, Any]) -> str:
 
 def _completion_text(data: dict[str, Any]) -> str:
     return "".join(
-        c["text"] for c in data.get("choices") or () if isinstance(c, dict) and isinstance(c.get("text"), str)
+        c["text"]
+        for c in data.get("choices") or ()
+        if isinstance(c, dict) and isinstance(c.get("text"), str)
     )
 
 

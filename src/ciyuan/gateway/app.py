@@ -65,7 +65,9 @@ class HeaderLimit:
         if scope["type"] == "http":
             size = sum(len(name) + len(value) for name, value in scope["headers"])
             if size > self.header_bytes_max:
-                error = InvalidRequest(f"request headers exceed the limit of {self.header_bytes_max} bytes")
+                error = InvalidRequest(
+                    f"request headers exceed the limit of {self.header_bytes_max} bytes"
+                )
                 render = anthropic_error if _is_anthropic(scope["path"]) else openai_error
                 response = render(error)
                 response.status_code = 431

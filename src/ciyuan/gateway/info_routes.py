@@ -18,14 +18,29 @@ async def list_models(request: Request) -> Response:
     catalog = runtime.router.catalog
     if "anthropic-version" in request.headers:
         names = runtime.router.models("anthropic")
-        data = [{"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n in names]
-        body = {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
+        data = [
+            {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
+            for n in names
+        ]
+        body = {
+            "data": data,
+            "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+        }
         return Response(orjson.dumps(body), media_type="application/json")
-    data = []
+    listed: list[dict[str, object]] = []
     for name in runtime.router.models("openai"):
         price = catalog.price_for(name)
-        data.append({"id": name, "object": "model", "created": 0, "owned_by": price.provider if price else "ciyuan"})
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+        listed.append(
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": price.provider if price else "ciyuan",
+            }
+        )
+    return Response(orjson.dumps({"object": "list", "data": listed}), media_type="application/json")
 
 
 async def count_tokens(request: Request) -> Response:

@@ -19,7 +19,8 @@ class RequestLimits:
     def check(self, body: dict[str, Any], output_limit: int | None) -> None:
         if output_limit is not None and output_limit > self.output_tokens_max:
             raise InvalidRequest(
-                f"max tokens of {output_limit} exceeds this gateway's limit of {self.output_tokens_max}",
+                f"max tokens of {output_limit} exceeds this gateway's limit of "
+                f"{self.output_tokens_max}",
                 param="max_tokens",
             )
         for field in ("messages", "input"):

@@ -88,7 +88,9 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
     )
     upstream_started_ns = time.perf_counter_ns()
     try:
-        response, deployment = await _send(runtime, spec, resolved, body, raw, stream, request.headers)
+        response, deployment = await _send(
+            runtime, spec, resolved, body, raw, stream, request.headers
+        )
     except UpstreamRefused as refused:
         await runtime.void_quietly(ticket, InvalidRequest("refused upstream"), refused.status)
         return Response(refused.payload, refused.status, media_type=refused.content_type)
@@ -129,8 +131,10 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
     return Response(payload, 200, headers, media_type=response.content_type or "application/json")
 
 
-def _upstream_body(spec: ApiSpec, deployment: Deployment, body: dict[str, Any], raw: bytes, stream: bool) -> bytes:
-    """The bytes to send: the client's own, unless the model is renamed or usage must be asked for."""
+def _upstream_body(
+    spec: ApiSpec, deployment: Deployment, body: dict[str, Any], raw: bytes, stream: bool
+) -> bytes:
+    """The bytes to send: the client's own, unless the model is renamed or usage is asked for."""
     rename = deployment.model is not None and deployment.model != body["model"]
     ask_usage = stream and spec.forces_usage_in_stream
     if not rename and not ask_usage:
@@ -258,7 +262,9 @@ async def _relay(
             )
             settled = True
             if meter.finished:
-                frame = meter.final_usage_frame(usage, figures(outcome, "counted"), ticket.model, ticket.request_id)
+                frame = meter.final_usage_frame(
+                    usage, figures(outcome, "counted"), ticket.model, ticket.request_id
+                )
                 if frame is not None:
                     yield frame
         if done_marker:

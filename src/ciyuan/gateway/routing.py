@@ -58,14 +58,20 @@ class Router:
 
     def resolve(self, model: str, dialect: str) -> Resolved:
         route = next((r for r in self._routes if r.matches(model)), None)
-        candidates = tuple(d for d in route.deployments if d.upstream.speaks(dialect)) if route else ()
+        candidates = (
+            tuple(d for d in route.deployments if d.upstream.speaks(dialect)) if route else ()
+        )
         if not candidates:
-            raise UnknownModel(f"The model `{model}` does not exist or you do not have access to it.")
+            raise UnknownModel(
+                f"The model `{model}` does not exist or you do not have access to it."
+            )
         price = self.catalog.price_for(model)
         if price is None and not self._allow_unpriced:
             if not self._explicit:
                 # Every priced model is routed by default: an unpriced name is simply unknown.
-                raise UnknownModel(f"The model `{model}` does not exist or you do not have access to it.")
+                raise UnknownModel(
+                    f"The model `{model}` does not exist or you do not have access to it."
+                )
             raise PermissionDenied(
                 f"model {model!r} has no price, so it cannot be billed; an operator can add one "
                 "with `ciyuan prices set`"
@@ -89,5 +95,9 @@ class Router:
                 continue
             names.append(name)
         if self._explicit:
-            names += [r.pattern for r in self._routes if not any(c in r.pattern for c in "*?[") and r.pattern not in names]
+            names += [
+                r.pattern
+                for r in self._routes
+                if not any(c in r.pattern for c in "*?[") and r.pattern not in names
+            ]
         return sorted(set(names))

@@ -36,7 +36,9 @@ class Runtime:
     async def in_store(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a blocking store call on the store's executor (one thread for SQLite)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.store_executor, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(
+            self.store_executor, functools.partial(fn, *args, **kwargs)
+        )
 
     async def authenticate(self, raw_key: str | None) -> ApiKeyRecord:
         hit, record = self.metering.authenticate_cached(raw_key)
@@ -52,4 +54,6 @@ class Runtime:
         task.add_done_callback(self.background.discard)
 
     async def void_quietly(self, ticket: Ticket, error: CiyuanError, http_status: int) -> None:
-        await self.in_store(self.metering.void, ticket, error_code=error.code, http_status=http_status)
+        await self.in_store(
+            self.metering.void, ticket, error_code=error.code, http_status=http_status
+        )

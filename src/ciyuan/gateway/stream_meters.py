@@ -78,7 +78,9 @@ class StreamMeter:
             self.first_output = True
             self.pieces.append(text)
 
-    def final_usage_frame(self, usage: Usage, figures: dict[str, Any], model: str, request_id: str) -> bytes | None:
+    def final_usage_frame(
+        self, usage: Usage, figures: dict[str, Any], model: str, request_id: str
+    ) -> bytes | None:
         """An event to send when the upstream reported no usage, if the format has one."""
         return None
 
@@ -125,7 +127,9 @@ class OpenAIStreamMeter(StreamMeter):
             chunk["ciyuan"] = figures
         return _frame(None, chunk)
 
-    def final_usage_frame(self, usage: Usage, figures: dict[str, Any], model: str, request_id: str) -> bytes | None:
+    def final_usage_frame(
+        self, usage: Usage, figures: dict[str, Any], model: str, request_id: str
+    ) -> bytes | None:
         if not self.client_wants_usage:
             return None
         chunk = {
@@ -164,11 +168,15 @@ class ResponsesStreamMeter(StreamMeter):
                     usage = Usage.from_openai_responses(reported)
                 except InvalidRequest:
                     return Step(forward=event + b"\n\n")
-                return Step(usage=usage, render=lambda figures: self._render(name, payload, figures))
+                return Step(
+                    usage=usage, render=lambda figures: self._render(name, payload, figures)
+                )
         return Step(forward=event + b"\n\n")
 
     @staticmethod
-    def _render(name: bytes | None, payload: dict[str, Any], figures: dict[str, Any] | None) -> bytes:
+    def _render(
+        name: bytes | None, payload: dict[str, Any], figures: dict[str, Any] | None
+    ) -> bytes:
         if figures is not None:
             payload["ciyuan"] = figures
         return _frame(name, payload)
@@ -202,7 +210,10 @@ class AnthropicStreamMeter(StreamMeter):
         elif kind == "message_delta" and isinstance(payload.get("usage"), dict):
             # message_delta's counts are cumulative and final; fields it omits keep their
             # message_start values.
-            merged = {**self._opening_usage, **{k: v for k, v in payload["usage"].items() if v is not None}}
+            merged = {
+                **self._opening_usage,
+                **{k: v for k, v in payload["usage"].items() if v is not None},
+            }
             try:
                 usage = Usage.from_anthropic(merged)
             except InvalidRequest:
@@ -211,7 +222,9 @@ class AnthropicStreamMeter(StreamMeter):
         return Step(forward=event + b"\n\n")
 
     @staticmethod
-    def _render(name: bytes | None, payload: dict[str, Any], figures: dict[str, Any] | None) -> bytes:
+    def _render(
+        name: bytes | None, payload: dict[str, Any], figures: dict[str, Any] | None
+    ) -> bytes:
         if figures is not None:
             payload["ciyuan"] = figures
         return _frame(name, payload)

@@ -88,7 +88,9 @@ class _AuthCache:
 
 
 class Metering:
-    def __init__(self, store: Store, catalog: Catalog, policy: MeteringPolicy, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, catalog: Catalog, policy: MeteringPolicy, clock: Clock
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.policy = policy
@@ -143,7 +145,9 @@ class Metering:
     ) -> Ticket:
         """Reserve the worst-case cost of a request: all prompt tokens plus every output token."""
         assert prompt_tokens >= 0
-        output_tokens = self.policy.output_tokens_default if output_tokens_max is None else output_tokens_max
+        output_tokens = (
+            self.policy.output_tokens_default if output_tokens_max is None else output_tokens_max
+        )
         worst = (
             worst_case_cost(price, prompt_tokens, output_tokens, cache_writes=cache_writes)
             if price
@@ -183,7 +187,9 @@ class Metering:
         settlement: Settlement = self.store.settle(
             ticket.reservation, cost.total if cost else Amount.zero(), event
         )
-        return Outcome(ticket.request_id, settlement.charged, settlement.available_after, settlement.unbilled)
+        return Outcome(
+            ticket.request_id, settlement.charged, settlement.available_after, settlement.unbilled
+        )
 
     def void(self, ticket: Ticket, *, error_code: str, http_status: int) -> None:
         """Release the hold of a request that failed before any output: it charges nothing."""
@@ -246,5 +252,3 @@ def _check_key(record: ApiKeyRecord | None, presented_hash: str) -> ApiKeyRecord
     if not record.active:
         raise AuthenticationFailed("this API key has been revoked")
     return record
-
-

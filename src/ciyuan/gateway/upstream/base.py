@@ -30,13 +30,17 @@ class Upstream:
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     def speaks(self, dialect: str) -> bool:
-        return self.kind == "demo" or self.kind == dialect
+        return self.kind in ("demo", dialect)
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def headers(self, dialect: str, client_headers: Mapping[str, str]) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept-encoding": "identity", **self.extra_headers}
+        headers = {
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+            **self.extra_headers,
+        }
         if dialect == "anthropic":
             for name in _PASSED_TO_ANTHROPIC:
                 if name in client_headers:

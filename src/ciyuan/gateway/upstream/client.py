@@ -6,7 +6,6 @@ the gateway's added latency budget is well under a millisecond.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Final
 
@@ -34,7 +33,13 @@ class UpstreamClient:
             await self._session.close()
 
     async def open(
-        self, upstream: Upstream, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool
+        self,
+        upstream: Upstream,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        stream: bool,
     ) -> aiohttp.ClientResponse:
         """POST ``body`` upstream and return the response with its body unread: close it after.
 
@@ -47,13 +52,19 @@ class UpstreamClient:
                 total=None, sock_connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
             )
         else:
-            timeout = aiohttp.ClientTimeout(total=upstream.timeout_s, sock_connect=upstream.connect_timeout_s)
+            timeout = aiohttp.ClientTimeout(
+                total=upstream.timeout_s, sock_connect=upstream.connect_timeout_s
+            )
         try:
-            return await self._session.post(upstream.url(path), data=body, headers=dict(headers), timeout=timeout)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+            return await self._session.post(
+                upstream.url(path), data=body, headers=dict(headers), timeout=timeout
+            )
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream {upstream.name} did not answer in time") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(f"cannot connect to upstream {upstream.name}", fallback_safe=True) from exc
+            raise UpstreamError(
+                f"cannot connect to upstream {upstream.name}", fallback_safe=True
+            ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream {upstream.name} failed: {type(exc).__name__}") from exc
 
@@ -68,7 +79,7 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int = RESPONSE_BY
             if size > limit:
                 raise UpstreamError(f"upstream response exceeds {limit} bytes")
             chunks.append(chunk)
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         raise UpstreamTimeout("upstream response did not complete in time") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamError(f"upstream response failed: {type(exc).__name__}") from exc
