@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ciyuan.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ciyuan.errors import CiyuanError, InvalidRequest
 from ciyuan.gateway import apis
 from ciyuan.gateway.apis import ApiSpec
@@ -34,6 +35,7 @@ def _render(request: Request, error: CiyuanError) -> Response:
 
 async def _on_ciyuan_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CiyuanError)
+    request.app.state.runtime.metrics.refused.labels(exc.code).inc()
     return _render(request, exc)
 
 
@@ -43,7 +45,24 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the database answers, so metered calls can be billed."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await runtime.in_store(runtime.metering.store.get_account, "ciyuan:revenue")
+    except CiyuanError as error:
+        return JSONResponse({"status": "unavailable", "reason": error.code}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's counters."""
+    runtime: Runtime = request.app.state.runtime
+    return Response(runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
 def _metered(spec: ApiSpec) -> Callable[[Request], Awaitable[Response]]:
@@ -110,6 +129,8 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         exception_handlers={CiyuanError: _on_ciyuan_error, Exception: _on_unexpected},
         lifespan=lifespan,

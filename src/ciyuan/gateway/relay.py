@@ -75,8 +75,7 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
         if spec.produces_output
         else 0
     )
-    ticket = await runtime.in_store(
-        runtime.metering.admit,
+    ticket = await runtime.admit(
         api_key,
         api=spec.name,
         model=model,
@@ -101,6 +100,7 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
     if stream:
         assert spec.meter is not None
         overhead_ns = upstream_started_ns - started_ns
+        runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
         return StreamingResponse(
             _relay(runtime, ticket, response, spec.meter(wants_usage)),
             media_type="text/event-stream",
@@ -120,8 +120,9 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
     upstream_done_ns = time.perf_counter_ns()
     ticket.mark_first_byte()
     usage, source = _usage_of_body(spec, ticket, payload)
-    outcome = await runtime.in_store(runtime.metering.settle, ticket, usage, usage_source=source)
+    outcome = await runtime.settle(ticket, usage, usage_source=source)
     overhead_ns = (upstream_started_ns - started_ns) + (time.perf_counter_ns() - upstream_done_ns)
+    runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
     headers = {
         "x-ciyuan-request-id": outcome.request_id,
         "x-ciyuan-cost": str(outcome.cost),
@@ -240,9 +241,7 @@ async def _relay(
                     if step.done:
                         done_marker = True
                     elif step.usage is not None and step.render is not None and not settled:
-                        outcome = await runtime.in_store(
-                            runtime.metering.settle, ticket, step.usage, usage_source="reported"
-                        )
+                        outcome = await runtime.settle(ticket, step.usage, usage_source="reported")
                         settled = True
                         out = step.render(figures(outcome, "reported"))
                         if out is not None:
@@ -253,12 +252,8 @@ async def _relay(
             meter.finished = False  # the upstream died mid-stream: bill what was delivered
         if not settled:
             usage = _counted(ticket, meter)
-            outcome = await runtime.in_store(
-                runtime.metering.settle,
-                ticket,
-                usage,
-                usage_source="counted",
-                status="ok" if meter.finished else "partial",
+            outcome = await runtime.settle(
+                ticket, usage, usage_source="counted", status="ok" if meter.finished else "partial"
             )
             settled = True
             if meter.finished:
@@ -273,11 +268,7 @@ async def _relay(
         response.close()
         if not settled:
             runtime.spawn(
-                runtime.in_store(
-                    runtime.metering.settle,
-                    ticket,
-                    _counted(ticket, meter),
-                    usage_source="counted",
-                    status="partial",
+                runtime.settle(
+                    ticket, _counted(ticket, meter), usage_source="counted", status="partial"
                 )
             )

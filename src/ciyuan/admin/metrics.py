@@ -1,0 +1,126 @@
+"""Prometheus metrics: what operators plug into the monitoring they already run.
+
+One registry per gateway (not the library's global one), so tests and several apps in one
+process never share counters. Labels are bounded sets (api, model, upstream, status): never an
+account, a key or a request id, which would grow without limit and leak who uses what.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ciyuan.pricing.usage import Usage
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS_S: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+_DIFFERENCE_BUCKETS: Final = (-1000, -100, -10, -1, 0, 1, 10, 100, 1000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "ciyuan_requests",
+            "Metered requests by outcome.",
+            ["api", "model", "status"],
+            registry=r,
+        )
+        self.model_tokens = Counter(
+            "ciyuan_model_tokens",
+            "Model tokens billed, by kind.",
+            ["api", "model", "kind"],
+            registry=r,
+        )
+        self.cost_nanos = Counter(
+            "ciyuan_cost_nanos", "Charged amount in nanos (1e-9 USD).", ["model"], registry=r
+        )
+        self.unbilled_nanos = Counter(
+            "ciyuan_unbilled_nanos", "Cost the balance could not cover.", ["model"], registry=r
+        )
+        self.latency = Histogram(
+            "ciyuan_request_duration_seconds",
+            "Whole request time.",
+            ["api"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "ciyuan_time_to_first_token_seconds",
+            "Time to the first output byte.",
+            ["api"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "ciyuan_gateway_overhead_seconds",
+            "Time spent in the gateway itself, metering included.",
+            ["api"],
+            buckets=_OVERHEAD_BUCKETS_S,
+            registry=r,
+        )
+        self.ledger_write = Histogram(
+            "ciyuan_ledger_write_seconds",
+            "Time of one ledger transaction (reserve or settle).",
+            ["operation"],
+            buckets=_OVERHEAD_BUCKETS_S,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "ciyuan_upstream_errors",
+            "Upstream failures by error code.",
+            ["upstream", "code"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "ciyuan_refused_requests",
+            "Requests refused before forwarding, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self.prompt_difference = Histogram(
+            "ciyuan_prompt_tokens_reported_minus_counted",
+            "Provider-reported prompt tokens minus the local count (0 when the counter is exact).",
+            ["model"],
+            buckets=_DIFFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.reservations_pending = Gauge(
+            "ciyuan_reservations_in_flight",
+            "Requests holding a reservation in this process.",
+            registry=r,
+        )
+
+    def settled(
+        self,
+        api: str,
+        model: str,
+        status: str,
+        usage: Usage,
+        source: str,
+        prompt_local: int,
+        cost_nanos: int,
+        unbilled_nanos: int,
+    ) -> None:
+        self.requests.labels(api, model, status).inc()
+        for kind, tokens in (
+            ("input", usage.input_total - usage.cache_read_tokens),
+            ("cached", usage.cache_read_tokens),
+            ("output", usage.output_total - usage.reasoning_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ):
+            if tokens:
+                self.model_tokens.labels(api, model, kind).inc(tokens)
+        if cost_nanos:
+            self.cost_nanos.labels(model).inc(cost_nanos)
+        if unbilled_nanos:
+            self.unbilled_nanos.labels(model).inc(unbilled_nanos)
+        if source == "reported":
+            self.prompt_difference.labels(model).observe(usage.input_total - prompt_local)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
