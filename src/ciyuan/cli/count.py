@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Group
+from rich.text import Text
 
 from ciyuan.cli.output import JsonOption, emit, fail, table
 from ciyuan.errors import CiyuanError, InvalidRequest
@@ -61,8 +63,9 @@ def _count_files(model: str, names: list[str], as_json: bool) -> None:
     ]
     if len(names) > 1:
         rows.append(["total", total])
-    title = f"{model} ({data['encoding']}, {'exact' if exact else 'estimate: ' + '; '.join(rules)})"
-    emit(data, as_json=as_json, human=table(title, ["File", "Tokens"], rows))
+    label = "exact" if exact else "estimate: " + "; ".join(rules)
+    grid = table(f"{model} ({data['encoding']})", ["File", "Tokens"], rows)
+    emit(data, as_json=as_json, human=Group(grid, Text(label)))
 
 
 def _count_body(model: str | None, path: str, api: str, as_json: bool, fetch: bool) -> None:
@@ -84,15 +87,16 @@ def _count_body(model: str | None, path: str, api: str, as_json: bool, fetch: bo
     data.update({"total": result.total, "exact": result.exact, "notes": list(result.notes)})
     rows: list[list[Any]] = [[part, getattr(result, part)] for part in parts]
     rows.append(["total", result.total])
-    label = "exact" if result.exact else "estimate: " + "; ".join(result.notes)
-    emit(data, as_json=as_json, human=table(f"{chosen} {api} ({label})", ["Part", "Tokens"], rows))
+    label = "exact" if result.exact else "estimate:\n  " + "\n  ".join(result.notes)
+    grid = table(f"{chosen} {api} ({result.encoding})", ["Part", "Tokens"], rows)
+    emit(data, as_json=as_json, human=Group(grid, Text(label)))
 
 
 def register(app: typer.Typer) -> None:
     """Add ``count`` to the root ``ciyuan`` app."""
 
     @app.command("count")
-    def count(  # noqa: PLR0917 (typer options are parameters)
+    def count(
         files: Annotated[
             list[str] | None,
             typer.Argument(help="Text files to count; '-' or none: standard input."),

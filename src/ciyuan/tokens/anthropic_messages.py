@@ -13,25 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-import orjson
-
 from ciyuan.errors import InvalidRequest
 from ciyuan.tokens.counts import RequestCount
 from ciyuan.tokens.media_parts import ImageSizes, image_base64_tokens, image_url_tokens
 from ciyuan.tokens.request_parts import Parts, finish
+from ciyuan.tokens.tools import json_text
 
 TOKENS_PER_MESSAGE: Final = 3
 TOOL_SYSTEM_PROMPT_AUTO: Final = 346
 """Anthropic's documented tool-use system prompt for tool_choice auto/none."""
 TOOL_SYSTEM_PROMPT_FORCED: Final = 313
 """… and for tool_choice any/tool."""
-
-
-def _json(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return str(value)
 
 
 def count_anthropic_messages(
@@ -70,7 +62,7 @@ def _tools(parts: Parts, tools: Any, choice: Any) -> None:
     for index, tool in enumerate(tools):
         if not isinstance(tool, Mapping):
             raise InvalidRequest(f"tools[{index}] must be an object", param=f"tools[{index}]")
-        parts.tools += parts.count(_json(tool))
+        parts.tools += parts.count(json_text(tool))
 
 
 def _content(parts: Parts, content: Any, param: str) -> None:
@@ -110,7 +102,7 @@ def _block(parts: Parts, block: Any, param: str) -> None:
             parts.add_json_estimate({"source_type": source.get("type")}, "image source")
     elif kind == "tool_use":
         parts.tools += parts.count(str(block.get("name", ""))) + parts.count(
-            _json(block.get("input"))
+            json_text(block.get("input"))
         )
     elif kind == "tool_result":
         inner = block.get("content")

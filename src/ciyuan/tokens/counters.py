@@ -119,7 +119,7 @@ def _normalizing(
 
 
 def _hf_encoder(path: str) -> Callable[[str], Sequence[int]]:
-    from tokenizers import Tokenizer  # noqa: PLC0415  only operators with HF files pay for it
+    from tokenizers import Tokenizer  # lazy: only operators with HF files pay for it
 
     tokenizer = Tokenizer.from_file(path)
     # Special-token text in user input is plain text, as it is for tiktoken above.

@@ -47,7 +47,12 @@ class RequestCount:
     """Why the count is an estimate, one short reason per part that is not exact."""
 
     def __post_init__(self) -> None:
-        parts = self.text + self.images + self.audio + self.tools + self.overhead
-        assert self.total == parts, (self.total, parts)
-        assert min(self.text, self.images, self.audio, self.tools) >= 0
-        assert self.exact or self.notes, "an estimate must say why"
+        # One expression: this runs once per request on the gateway's hot path.
+        assert (
+            self.total == self.text + self.images + self.audio + self.tools + self.overhead
+            and (self.exact or self.notes)
+            and self.text >= 0
+            and self.images >= 0
+            and self.audio >= 0
+            and self.tools >= 0
+        ), self

@@ -8,6 +8,9 @@ on a machine with no internet, so the ranks come from, in order:
 3. the ``quicktok-v1`` package, which ships the same ranks in its own binary layout
    (``u32 count``, then per token ``u16 length, bytes, u32 rank``).
 
+Llama 3 and Qwen ranks come from ``quicktok-v1`` too; the retired r50k_base and p50k_base
+only from the operator's directory.
+
 Whatever the source, the ranks are re-serialised in tiktoken's text format and checked against
 the SHA-256 that tiktoken itself pins for that encoding, so a count is exact or loading fails
 loudly. The split patterns and special tokens are those published with each encoding.
@@ -75,7 +78,27 @@ _QWEN_PATTERN: Final = (
     r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
+# OpenAI's retired GPT-3 encodings: no installed package ships them, so they load only from
+# ``$CIYUAN_TIKTOKEN_DIR``; the hashes are the ones tiktoken pins.
+_R50K_PATTERN: Final = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+)
+
 SPECS: Final[dict[str, EncodingSpec]] = {
+    "r50k_base": EncodingSpec(
+        name="r50k_base",
+        pattern=_R50K_PATTERN,
+        special_tokens={_ENDOFTEXT: 50256},
+        sha256="306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+        quicktok_file=None,
+    ),
+    "p50k_base": EncodingSpec(
+        name="p50k_base",
+        pattern=_R50K_PATTERN,
+        special_tokens={_ENDOFTEXT: 50256},
+        sha256="94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
+        quicktok_file=None,
+    ),
     "cl100k_base": EncodingSpec(
         name="cl100k_base",
         pattern=_CL100K_PATTERN,

@@ -9,6 +9,10 @@ chosen to err high, because the gateway reserves credit with these numbers befor
 - ``gemini``, ``llama``, ``qwen``, ``deepseek``, ``mistral`` and anything unknown: x1.10, a
   margin over o200k_base for vocabularies of 100k-260k entries.
 
+A model whose encoding is known but whose data is not on this machine (the retired GPT-3
+encodings r50k_base and p50k_base, unless ``$CIYUAN_TIKTOKEN_DIR`` holds them) is counted
+with o200k_base, unscaled, and labelled "<encoding> data not installed".
+
 An operator who needs exact counts for an open model configures its ``tokenizer.json``
 (``TokenizerConfig.tokenizer_files``), which makes those counts exact.
 """

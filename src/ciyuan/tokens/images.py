@@ -1,7 +1,8 @@
 """Image input tokens per provider and model family, from the image's pixel size.
 
 OpenAI, tile models (published base + per-tile tokens): ``detail: low`` costs the base.
-``high`` (and ``auto``, which OpenAI bills as high) first fits the image in a 2048x2048
+``high`` (and ``auto``, counted as high but labelled an estimate: the model picks the level
+and OpenAI does not publish how) first fits the image in a 2048x2048
 square, then shrinks it until its shortest side is at most 768 px (never enlarges), then
 costs ``base + tile x`` the number of 512 px squares covering it. Pixel sizes are floored at
 each resize, as an image library does.
@@ -148,6 +149,8 @@ def image_tokens(model: str, width: int | None, height: int | None, detail: str)
             tokens = tile_rule.base + tile_rule.tile * tiles_high(768, 2048)
             return ImageTally(tokens, False, "image size unknown: largest high-detail count")
         tokens = tile_rule.base + tile_rule.tile * tiles_high(width, height)
+        if detail == "auto":
+            return ImageTally(tokens, False, "image detail auto: counted as high")
         return ImageTally(tokens, tile_rule.verified)
     if "claude" in name:
         tokens = (

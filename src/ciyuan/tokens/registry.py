@@ -47,6 +47,19 @@ EXACT_NAMES: Final[Mapping[str, str]] = {
     "babbage-002": CL100K,
     "omni-moderation-latest": O200K,
     "chatgpt-4o-latest": O200K,
+    # Retired GPT-3 models: exact only when the operator supplies the encoding's file.
+    "text-davinci-003": "p50k_base",
+    "text-davinci-002": "p50k_base",
+    "code-davinci-002": "p50k_base",
+    "code-cushman-002": "p50k_base",
+    "text-davinci-001": "r50k_base",
+    "text-curie-001": "r50k_base",
+    "text-babbage-001": "r50k_base",
+    "text-ada-001": "r50k_base",
+    "davinci": "r50k_base",
+    "curie": "r50k_base",
+    "babbage": "r50k_base",
+    "ada": "r50k_base",
 }
 
 # Longest prefix first, so "gpt-4o" wins over "gpt-4" and "gpt-4.1" never reads as "gpt-4".

@@ -11,14 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
+from ciyuan.errors import InvalidRequest
 from ciyuan.tokens.counters import CHUNK_CHARS, TextCounter
 from ciyuan.tokens.counts import RequestCount
 from ciyuan.tokens.estimates import EstimateRule
 from ciyuan.tokens.media_parts import ImageSizes, MediaTally
 from ciyuan.tokens.registry import generation, resolve
 from ciyuan.tokens.text import counter_for
+from ciyuan.tokens.tools import json_text
 
 _CACHE_MAX: Final = 1024
 
@@ -40,6 +40,8 @@ _profiles: dict[str, Profile] = {}
 
 
 def profile_for(model: str) -> Profile:
+    if type(model) is not str:
+        raise InvalidRequest("model must be a string", param="model")
     found = _profiles.get(model)
     current = generation()
     if found is not None and found.generation == current:
@@ -110,11 +112,7 @@ class Parts:
 
     def add_json_estimate(self, value: Any, what: str) -> None:
         """Count an unknown structure by the tokens of its JSON (a labelled estimate)."""
-        try:
-            text = orjson.dumps(value).decode()
-        except (TypeError, orjson.JSONEncodeError):
-            text = str(value)
-        self.overhead += self.count(text)
+        self.overhead += self.count(json_text(value))
         self.note(f"{what}: counted as its JSON (estimate)")
 
 
@@ -135,14 +133,15 @@ def finish(parts: Parts, *, chat: bool) -> RequestCount:
     if chat and not profile.openai_chat and profile.exact:
         parts.note(_template_note(profile.model))
     total = text + parts.images + parts.audio + tools + parts.overhead
+    # Positional: keyword passing costs measurably on the per-request path.
     return RequestCount(
-        total=total,
-        exact=not parts.notes,
-        text=text,
-        images=parts.images,
-        audio=parts.audio,
-        tools=tools,
-        overhead=parts.overhead,
-        encoding=profile.counter.name,
-        notes=tuple(parts.notes),
+        total,
+        not parts.notes,
+        text,
+        parts.images,
+        parts.audio,
+        tools,
+        parts.overhead,
+        profile.counter.name,
+        tuple(parts.notes),
     )

@@ -9,14 +9,28 @@ from concurrent.futures import ThreadPoolExecutor
 from ciyuan.errors import InvalidRequest
 from ciyuan.tokens.counters import TextCounter, get_counter
 from ciyuan.tokens.counts import TokenCount
+from ciyuan.tokens.encodings import EncodingUnavailable
 from ciyuan.tokens.estimates import ESTIMATE_BASE, EstimateRule, rule_for
-from ciyuan.tokens.registry import Resolution, resolve
+from ciyuan.tokens.registry import Resolution, generation, resolve
+
+_unavailable: dict[str, int] = {}
+"""Encodings whose data failed to load, with the configuration generation it failed in."""
 
 
 def counter_for(resolution: Resolution) -> tuple[TextCounter, EstimateRule | None]:
-    """The counter to use, and the estimate rule to apply to its counts (None when exact)."""
-    if resolution.encoding is not None:
-        return get_counter(resolution.encoding), None
+    """The counter to use, and the estimate rule to apply to its counts (None when exact).
+
+    A model whose encoding has no data on this machine (the retired GPT-3 encodings unless
+    the operator supplies them) is counted as an estimate instead of failing the request.
+    """
+    encoding = resolution.encoding
+    if encoding is not None and _unavailable.get(encoding) != generation():
+        try:
+            return get_counter(encoding), None
+        except EncodingUnavailable:
+            _unavailable[encoding] = generation()
+    if encoding is not None:
+        return get_counter(ESTIMATE_BASE), EstimateRule(f"{encoding} data not installed", 1000)
     return get_counter(ESTIMATE_BASE), rule_for(resolution.model)
 
 
@@ -24,6 +38,8 @@ def count_text(model: str, text: str) -> TokenCount:
     """Tokens of ``text`` as ``model`` counts them; special-token text counts as plain text."""
     if not isinstance(text, str):
         raise InvalidRequest(f"text must be a string, not {type(text).__name__}", param="text")
+    if not isinstance(model, str):
+        raise InvalidRequest("model must be a string", param="model")
     resolution = resolve(model)
     counter, rule = counter_for(resolution)
     tally = counter.tally(text)

@@ -15,11 +15,10 @@ estimate too: name + arguments + 3 per call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-
-import orjson
 
 from ciyuan.errors import InvalidRequest
 from ciyuan.tokens.registry import CL100K
@@ -53,10 +52,11 @@ def _drop_period(text: str) -> str:
     return text[:-1] if text.endswith(".") else text
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """Compact JSON of a structure the formulas do not know, counted as an estimate."""
     try:
-        return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
         return str(value)
 
 
@@ -83,7 +83,7 @@ def definitions_tokens(
     for index, tool in enumerate(tools):
         item = f"{param}[{index}]"
         if isinstance(tool, Mapping) and tool.get("type", "function") != "function":
-            total += count(_json_text(tool))  # hosted tools (web search …): an estimate
+            total += count(json_text(tool))  # hosted tools (web search …): an estimate
             exact = False
             continue
         function = _function_of(tool, item)
@@ -103,7 +103,7 @@ def _parameters_tokens(
     if parameters is None:
         return ToolsTally(0, True)
     if not isinstance(parameters, Mapping):
-        return ToolsTally(count(_json_text(parameters)), False)
+        return ToolsTally(count(json_text(parameters)), False)
     properties = parameters.get("properties") or {}
     exact = set(parameters) <= _PARAMETER_KEYS and isinstance(properties, Mapping)
     if not isinstance(properties, Mapping) or not properties:
@@ -120,13 +120,13 @@ def _parameters_tokens(
             total += constants.enum_init
             for value in enum:
                 total += constants.enum_item + count(
-                    value if isinstance(value, str) else _json_text(value)
+                    value if isinstance(value, str) else json_text(value)
                 )
         kind, description = schema.get("type", ""), schema.get("description", "")
         total += count(f"{key}:{kind}:{_drop_period(str(description))}")
         extra = {k: v for k, v in schema.items() if k not in _FLAT_KEYS}
         if extra or kind not in _FLAT_TYPES:
-            total += count(_json_text(extra)) if extra else 0
+            total += count(json_text(extra)) if extra else 0
             exact = False
     return ToolsTally(total, exact)
 

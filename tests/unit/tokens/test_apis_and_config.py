@@ -108,3 +108,18 @@ def test_hugging_face_tokenizer_file_is_exact(tmp_path: Path, restore_config: No
     assert count_text("my-llama-3-8b", "<|eot|>").tokens > 1
     chat = count_request("my-llama-3-8b", {"messages": [{"role": "user", "content": "hello"}]})
     assert not chat.exact and chat.notes
+
+
+def test_retired_encodings_without_data_are_labelled_estimates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_config: None
+) -> None:
+    assert encoding_name_for("text-davinci-003") == "p50k_base"
+    assert encoding_name_for("davinci") == "r50k_base"
+    result = count_text("text-davinci-003", "hello world")
+    assert not result.exact and result.rule and "p50k_base" in result.rule
+    # A file that does not match tiktoken's pinned hash is refused, never trusted.
+    (tmp_path / "r50k_base.tiktoken").write_bytes(b"aGVsbG8= 0\n")
+    monkeypatch.setenv("CIYUAN_TIKTOKEN_DIR", str(tmp_path))
+    configure(TokenizerConfig())
+    refused = count_request("davinci", {"prompt": "hello"}, api="completions")
+    assert not refused.exact and refused.total > 0

@@ -183,3 +183,8 @@ def test_huge_data_url_reads_only_the_header() -> None:
     big = png(5000, 5000) + b"\0" * 20_000_000
     result = count_request("gpt-4o", {"messages": [_image_message(data_url("image/png", big))]})
     assert result.images == 765
+
+
+def test_auto_detail_counts_as_high_labelled() -> None:
+    auto = image_tokens("gpt-4o", 1024, 1024, "auto")
+    assert auto.tokens == 765 and not auto.exact and auto.note

@@ -114,3 +114,11 @@ def test_png_claiming_four_billion_pixels_costs_nothing_extra() -> None:
     part = {"type": "image_url", "image_url": {"url": url, "detail": "high"}}
     result = count_request("gpt-4o", {"messages": [{"role": "user", "content": [part]}]})
     assert result.images == 765
+
+
+def test_base64_wrapped_at_76_columns_reads_the_same() -> None:
+    data = png(640, 480) + bytes(range(256)) * 4
+    wrapped = base64.encodebytes(data).decode()  # MIME style: a newline every 76 characters
+    assert "\n" in wrapped
+    assert image_size(Base64Source(wrapped)) == image_size(BytesSource(data))
+    assert Base64Source(wrapped).read(100, 50) == data[100:150]

@@ -4,6 +4,8 @@ rule that bad input raises only InvalidRequest naming the parameter."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -223,3 +225,25 @@ def test_special_token_text_counts_as_plain_text() -> None:
     result = count_text("gpt-4o", "<|endoftext|> and <|endofprompt|>")
     assert result.exact
     assert result.tokens > 2
+
+
+def test_a_model_that_is_not_a_string_is_an_invalid_request() -> None:
+    for model in (None, ["gpt-4o"], 3):
+        with pytest.raises(InvalidRequest) as caught:
+            count_request(model, {"messages": []})  # type: ignore[arg-type]
+        assert caught.value.param == "model"
+        with pytest.raises(InvalidRequest):
+            count_text(model, "hi")  # type: ignore[arg-type]
+
+
+def test_the_package_imports_no_web_framework_or_database_driver() -> None:
+    code = (
+        "import sys, ciyuan.tokens, ciyuan.tokens.media_fetch;"
+        "allowed = {'ciyuan', 'tiktoken', 'tiktoken_ext', 'quicktok', 'tokenizers', 'regex'};"
+        "third = {m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names);"
+        "print(sorted(third - allowed - {'__main__', '_distutils_hack'}))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "[]", output

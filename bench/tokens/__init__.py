@@ -1,0 +1,1 @@
+"""Token counting benchmark: ``python -m bench.tokens`` (see __main__.py)."""
