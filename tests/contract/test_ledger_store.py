@@ -36,10 +36,18 @@ def store(db_url: str, clock: FixedClock) -> Iterator[Store]:
 
 def event(account_id: str, request_id: str) -> UsageEvent:
     return UsageEvent(
-        request_id=request_id, created_us=1, account_id=account_id, api_key_id="key_test",
-        api="chat", model="gpt-4o-mini", upstream="demo", status="ok", http_status=200,
-        input_tokens=10, output_tokens=5,
-    )  # fmt: skip
+        request_id=request_id,
+        created_us=1,
+        account_id=account_id,
+        api_key_id="key_test",
+        api="chat",
+        model="gpt-4o-mini",
+        upstream="demo",
+        status="ok",
+        http_status=200,
+        input_tokens=10,
+        output_tokens=5,
+    )
 
 
 def posted_sum(store: Store) -> int:
@@ -101,7 +109,11 @@ def test_settle_charges_the_cost_and_releases_the_rest(store: Store) -> None:
     assert (balance.available, balance.pending) == (USD("8.765432109"), Amount.zero())
     assert store.get_account("ciyuan:revenue").balance.posted == USD("1.234567891")
     recorded = store.usage_event("req-1")
-    assert recorded is not None and recorded.cost == USD("1.234567891") and recorded.reserved == USD("3")
+    assert (
+        recorded is not None
+        and recorded.cost == USD("1.234567891")
+        and recorded.reserved == USD("3")
+    )
     # Settling the same reservation again changes nothing.
     again = store.settle(hold, USD("2"), event(acme.id, "req-1"))
     assert again.charged == USD("1.234567891")
@@ -131,7 +143,9 @@ def test_void_releases_the_hold_and_records_the_failure(store: Store) -> None:
     assert recorded is not None and recorded.status == "error" and recorded.cost == Amount.zero()
 
 
-def test_overdue_holds_expire_and_a_late_settle_still_charges(store: Store, clock: FixedClock) -> None:
+def test_overdue_holds_expire_and_a_late_settle_still_charges(
+    store: Store, clock: FixedClock
+) -> None:
     acme = store.create_account("acme")
     store.grant(acme.id, USD("1"))
     hold = store.reserve(acme.id, USD("1"), request_id="req-1", timeout_s=10)

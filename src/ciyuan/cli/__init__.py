@@ -11,7 +11,19 @@ from typing import Annotated
 
 import typer
 
-from ciyuan.cli import accounts, cost, count, credits, demo_upstream, keys, prices, serve, usage
+from ciyuan.cli import (
+    accounts,
+    cost,
+    count,
+    credits,
+    demo_upstream,
+    keys,
+    ledger,
+    prices,
+    receipt,
+    serve,
+    usage,
+)
 from ciyuan.cli.context import CliContext
 
 app = typer.Typer(
@@ -49,7 +61,19 @@ def root(
     ctx.obj = CliContext(db=db)
 
 
-for module in (accounts, keys, credits, usage, count, prices, cost, serve, demo_upstream):
+for module in (
+    accounts,
+    keys,
+    credits,
+    ledger,
+    receipt,
+    usage,
+    count,
+    prices,
+    cost,
+    serve,
+    demo_upstream,
+):
     module.register(app)
 
 

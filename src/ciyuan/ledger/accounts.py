@@ -13,11 +13,17 @@ class AccountKind(StrEnum):
     CUSTOMER = "customer"
     FUNDING = "funding"
     REVENUE = "revenue"
+    EXPIRY = "expiry"
 
 
 FUNDING_ACCOUNT: Final = "ciyuan:funding"
 REVENUE_ACCOUNT: Final = "ciyuan:revenue"
-SYSTEM_ACCOUNTS: Final = (FUNDING_ACCOUNT, REVENUE_ACCOUNT)
+EXPIRY_ACCOUNT: Final = "ciyuan:expiry"
+SYSTEM_ACCOUNTS: Final = (FUNDING_ACCOUNT, REVENUE_ACCOUNT, EXPIRY_ACCOUNT)
+# Fixed ids from the migrations: known without a query, so a transaction can lock them in order.
+FUNDING_ID: Final = "acc_funding"
+REVENUE_ID: Final = "acc_revenue"
+EXPIRY_ID: Final = "acc_expiry"
 
 
 @dataclass(frozen=True, slots=True)

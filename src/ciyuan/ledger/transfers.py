@@ -11,6 +11,9 @@ from ciyuan.pricing.money import Amount
 class TransferKind(StrEnum):
     GRANT = "grant"
     CHARGE = "charge"
+    OVERAGE = "overage"
+    REFUND = "refund"
+    EXPIRY = "expiry"
 
 
 class ReservationState(StrEnum):
@@ -30,6 +33,12 @@ class Transfer:
     reference: str | None
     idempotency_key: str | None
     created_us: int
+    metadata: str | None = None
+    """Canonical JSON (sorted keys) or None; hashed with the rest, so it is tamper-evident too."""
+    seq: int = 0
+    """The position in the hash chain, from 1; 0 only before the transfer is written."""
+    hash: str = ""
+    """The chain hash at this position (hex), covering this transfer and every one before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +72,26 @@ def chargeable(cost: Amount, reserved: Amount, headroom: Amount) -> Amount:
     if cost <= reserved:
         return cost
     return Amount(min(cost.nanos, max(reserved.nanos, headroom.nanos)))
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeSplit:
+    """How the cost of a settled request is booked: a charge, an overage and what is unbilled."""
+
+    charge: Amount
+    overage: Amount
+    unbilled: Amount
+
+
+def split_charge(cost: Amount, reserved: Amount, held: Amount, headroom: Amount) -> ChargeSplit:
+    """Book ``cost`` for a reservation of ``reserved`` of which ``held`` is still held.
+
+    The part up to the reservation is a *charge*; the part beyond it is an *overage*, its own
+    transfer so reports show it. Together they never exceed what :func:`chargeable` allows.
+    """
+    assert reserved.nanos >= 0 and 0 <= held.nanos <= reserved.nanos
+    total = chargeable(cost, held, headroom)
+    charge = min(total, reserved)
+    split = ChargeSplit(charge=charge, overage=total - charge, unbilled=cost - total)
+    assert split.charge + split.overage + split.unbilled == cost and split.overage.nanos >= 0
+    return split

@@ -17,4 +17,6 @@ def open_store(url: str, *, clock: Clock | None = None, durability: str = "proce
         from ciyuan.store.postgres import PostgresStore
 
         return PostgresStore(url, clock)
-    raise ValueError(f"unsupported database URL {url.split(':', 1)[0]!r}: use sqlite:/// or postgresql://")
+    raise ValueError(
+        f"unsupported database URL {url.split(':', 1)[0]!r}: use sqlite:/// or postgresql://"
+    )

@@ -27,5 +27,7 @@ def migrations_for(dialect: str) -> list[Migration]:
             number, _, rest = entry.name.partition("_")
             found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
     found.sort(key=lambda migration: migration.version)
-    assert [m.version for m in found] == list(range(1, len(found) + 1)), "migration numbers have a gap"
+    assert [m.version for m in found] == list(range(1, len(found) + 1)), (
+        "migration numbers have a gap"
+    )
     return found

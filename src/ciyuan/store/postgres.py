@@ -20,7 +20,8 @@ from psycopg_pool import ConnectionPool
 from ciyuan.clock import Clock
 from ciyuan.errors import Conflict, Unavailable
 from ciyuan.store.migrations import migrations_for
-from ciyuan.store.sql_store import Row, SqlStore, Tx
+from ciyuan.store.sql_base import Row, Tx
+from ciyuan.store.sql_store import SqlStore
 
 MIGRATION_LOCK_ID: Final = 0x63697975616E  # "ciyuan"
 CONNECT_TIMEOUT_S: Final = 5.0
@@ -40,6 +41,14 @@ class _PostgresTx(Tx):
         self._conn.execute(
             "SELECT id FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ordered,)
         )
+
+    def lock_head(self) -> tuple[int, str]:
+        # Taken after the account locks (see Tx.lock_accounts): the one global lock order.
+        row = self._conn.execute(
+            "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE"
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), str(row[1])
 
 
 class PostgresStore(SqlStore):
@@ -78,6 +87,7 @@ class PostgresStore(SqlStore):
                     "INSERT INTO ciyuan_migrations (version, name) VALUES (%s, %s)",
                     (migration.version, migration.name),
                 )
+        self._after_migrations()
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -85,9 +95,18 @@ class PostgresStore(SqlStore):
             with self._pool.connection() as conn, conn.transaction():
                 yield _PostgresTx(conn)
         except psycopg.errors.IntegrityError as exc:
-            raise Conflict(f"the write conflicts with stored data: {exc.diag.message_primary}") from exc
+            raise Conflict(
+                f"the write conflicts with stored data: {exc.diag.message_primary}"
+            ) from exc
         except psycopg.OperationalError as exc:
             raise Unavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Tx]:
+        """One snapshot for every statement (reconcile and verify read several tables)."""
+        with self.transaction() as tx:
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield tx
 
     def close(self) -> None:
         self._pool.close()

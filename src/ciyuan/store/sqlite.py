@@ -21,7 +21,8 @@ from typing import Any, Final
 from ciyuan.clock import Clock
 from ciyuan.errors import Conflict, Unavailable
 from ciyuan.store.migrations import migrations_for
-from ciyuan.store.sql_store import Row, SqlStore, Tx
+from ciyuan.store.sql_base import Row, Tx
+from ciyuan.store.sql_store import SqlStore
 
 BUSY_TIMEOUT_MS: Final = 5000
 _SYNCHRONOUS: Final = {"process": "NORMAL", "power": "FULL"}
@@ -37,6 +38,11 @@ class _SqliteTx(Tx):
     def lock_accounts(self, account_ids: Sequence[str]) -> None:
         """BEGIN IMMEDIATE already holds the database's one write lock."""
 
+    def lock_head(self) -> tuple[int, str]:
+        row = self._conn.execute("SELECT seq, hash FROM ledger_head WHERE id = 1").fetchone()
+        assert row is not None
+        return int(row[0]), str(row[1])
+
 
 def path_from_url(url: str) -> Path:
     assert url.startswith("sqlite:///"), url
@@ -47,7 +53,9 @@ class SqliteStore(SqlStore):
     def __init__(self, url: str, clock: Clock, *, durability: str = "process") -> None:
         super().__init__(url, clock)
         if durability not in _SYNCHRONOUS:
-            raise ValueError(f"durability must be one of {sorted(_SYNCHRONOUS)}, not {durability!r}")
+            raise ValueError(
+                f"durability must be one of {sorted(_SYNCHRONOUS)}, not {durability!r}"
+            )
         path = path_from_url(url)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +68,7 @@ class SqliteStore(SqlStore):
         self._conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._migrate()
+        self._after_migrations()
 
     def _migrate(self) -> None:
         with self._lock:
@@ -69,7 +78,9 @@ class SqliteStore(SqlStore):
                     "CREATE TABLE IF NOT EXISTS ciyuan_migrations "
                     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
                 )
-                done = {row[0] for row in self._conn.execute("SELECT version FROM ciyuan_migrations")}
+                done = {
+                    row[0] for row in self._conn.execute("SELECT version FROM ciyuan_migrations")
+                }
                 for migration in migrations_for("sqlite"):
                     if migration.version in done:
                         continue
@@ -100,6 +111,16 @@ class SqliteStore(SqlStore):
                 self._conn.execute("ROLLBACK")
                 raise
             else:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Tx]:
+        """A deferred transaction: one WAL snapshot, and other processes may write meanwhile."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield _SqliteTx(self._conn)
+            finally:
                 self._conn.execute("COMMIT")
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Ledger throughput: reserve+settle pairs per second beside a bare INSERT per transaction."""
