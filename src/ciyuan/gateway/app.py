@@ -17,7 +17,7 @@ from ciyuan.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ciyuan.errors import CiyuanError, InvalidRequest
 from ciyuan.gateway import apis
 from ciyuan.gateway.apis import ApiSpec
-from ciyuan.gateway.info_routes import count_tokens, list_models
+from ciyuan.gateway.info_routes import count_tokens, list_models, receipt
 from ciyuan.gateway.relay import handle
 from ciyuan.gateway.runtime import Runtime
 from ciyuan.gateway.wire_errors import anthropic_error, openai_error
@@ -128,6 +128,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/v1/messages", _metered(apis.ANTHROPIC_MESSAGES), methods=["POST"]),
             Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/ciyuan/receipts/{request_id}", receipt, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -7,6 +7,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ciyuan.errors import InvalidRequest
 from ciyuan.gateway.request_parsing import api_key_of, parse_json_object, read_body, required_model
 from ciyuan.gateway.runtime import Runtime
 from ciyuan.tokens import count_request
@@ -41,6 +42,22 @@ async def list_models(request: Request) -> Response:
             }
         )
     return Response(orjson.dumps({"object": "list", "data": listed}), media_type="application/json")
+
+
+async def receipt(request: Request) -> Response:
+    """``GET /v1/ciyuan/receipts/{request_id}``: the caller's own receipt, checkable offline.
+
+    Another account's request id answers 404 exactly like an unknown one.
+    """
+    runtime: Runtime = request.app.state.runtime
+    api_key = await runtime.authenticate(api_key_of(request))
+    request_id = request.path_params["request_id"]
+    if not 1 <= len(request_id) <= 64:
+        raise InvalidRequest("request id must be 1 to 64 characters", param="request_id")
+    found = await runtime.in_store(
+        runtime.metering.store.receipt, request_id, account_id=api_key.account_id
+    )
+    return Response(orjson.dumps(found), media_type="application/json")
 
 
 async def count_tokens(request: Request) -> Response:

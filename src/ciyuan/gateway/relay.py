@@ -10,6 +10,7 @@ The handler holds no pricing or ledger logic: it turns wire formats into the pip
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
@@ -32,6 +33,7 @@ from ciyuan.pricing.usage import Usage
 from ciyuan.tokens import count_request, count_text
 
 UPSTREAM_ERROR_BYTES_MAX: Final = 64 * 1024
+COUNT_INLINE_BYTES_MAX: Final = 64 * 1024
 FALLBACK_STATUSES: Final = frozenset({429, 500, 502, 503, 504, 529})
 
 
@@ -69,7 +71,11 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
     output_limit = spec.output_limit(body)
     runtime.limits.check(body, output_limit)
     resolved = runtime.router.resolve(model, spec.dialect)
-    prompt = count_request(model, body, api=spec.name)
+    if len(raw) > COUNT_INLINE_BYTES_MAX:
+        # Counting costs ~35 ms per MB: a big body must not stall every other request.
+        prompt = await asyncio.to_thread(count_request, model, body, api=spec.name)
+    else:
+        prompt = count_request(model, body, api=spec.name)
     output_tokens = (
         (output_limit or runtime.metering.policy.output_tokens_default) * spec.choices(body)
         if spec.produces_output
