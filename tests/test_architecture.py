@@ -54,6 +54,17 @@ def test_domain_packages_import_no_framework_or_driver(package: str) -> None:
     assert {k: v for k, v in problems.items() if v} == {}
 
 
+def test_the_rate_limit_algorithm_is_pure() -> None:
+    algorithm = SRC / "limits" / "algorithm.py"
+    names = imports_of(algorithm)
+    assert not {
+        n
+        for n in names
+        if n.startswith("ciyuan") or n.split(".")[0] in {"redis", "anyio", "asyncio"}
+    }
+    assert offending(algorithm, FORBIDDEN_IN_DOMAIN) == []
+
+
 def test_metering_depends_only_on_the_domain_and_its_ports() -> None:
     problems = {
         str(f.relative_to(SRC)): offending(f, FORBIDDEN_IN_METERING)
