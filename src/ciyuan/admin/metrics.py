@@ -7,7 +7,7 @@ account, a key or a request id, which would grow without limit and leak who uses
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,6 +17,7 @@ from ciyuan.pricing.usage import Usage
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS_S: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+_CHILDREN_CACHED_MAX: Final = 10_000
 _DIFFERENCE_BUCKETS: Final = (-1000, -100, -10, -1, 0, 1, 10, 100, 1000)
 
 
@@ -89,6 +90,7 @@ class Metrics:
             buckets=_DIFFERENCE_BUCKETS,
             registry=r,
         )
+        self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self.reservations_pending = Gauge(
             "ciyuan_reservations_in_flight",
             "Requests holding a reservation in this process.",
@@ -106,21 +108,43 @@ class Metrics:
         cost_nanos: int,
         unbilled_nanos: int,
     ) -> None:
-        self.requests.labels(api, model, status).inc()
-        for kind, tokens in (
-            ("input", usage.input_total - usage.cache_read_tokens),
-            ("cached", usage.cache_read_tokens),
-            ("output", usage.output_total - usage.reasoning_tokens),
-            ("reasoning", usage.reasoning_tokens),
+        children = self._children.get((api, model, status))
+        if children is None:
+            children = self._resolve(api, model, status)
+        requests, input_, cached, output, reasoning, cost, unbilled, difference = children
+        requests.inc()
+        for counter, tokens in (
+            (input_, usage.input_total - usage.cache_read_tokens),
+            (cached, usage.cache_read_tokens),
+            (output, usage.output_total - usage.reasoning_tokens),
+            (reasoning, usage.reasoning_tokens),
         ):
             if tokens:
-                self.model_tokens.labels(api, model, kind).inc(tokens)
+                counter.inc(tokens)
         if cost_nanos:
-            self.cost_nanos.labels(model).inc(cost_nanos)
+            cost.inc(cost_nanos)
         if unbilled_nanos:
-            self.unbilled_nanos.labels(model).inc(unbilled_nanos)
+            unbilled.inc(unbilled_nanos)
         if source == "reported":
-            self.prompt_difference.labels(model).observe(usage.input_total - prompt_local)
+            difference.observe(usage.input_total - prompt_local)
+
+    def _resolve(self, api: str, model: str, status: str) -> tuple[Any, ...]:
+        """The labelled children for one (api, model, status), looked up once: ``labels()`` on
+        every request was a measurable share of the gateway's CPU. Bounded: models are routed
+        names, and past the cap children are simply not cached."""
+        children = (
+            self.requests.labels(api, model, status),
+            self.model_tokens.labels(api, model, "input"),
+            self.model_tokens.labels(api, model, "cached"),
+            self.model_tokens.labels(api, model, "output"),
+            self.model_tokens.labels(api, model, "reasoning"),
+            self.cost_nanos.labels(model),
+            self.unbilled_nanos.labels(model),
+            self.prompt_difference.labels(model),
+        )
+        if len(self._children) < _CHILDREN_CACHED_MAX:
+            self._children[(api, model, status)] = children
+        return children
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
