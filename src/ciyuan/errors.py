@@ -14,6 +14,7 @@ status and to the OpenAI and Anthropic error bodies; nothing else builds error J
     │   └── UnknownModel          unknown_model          no route or no price for the model
     ├── Conflict                  conflict               idempotency key reused with another body
     ├── InsufficientCredit        insufficient_credit    the balance cannot cover the reservation
+    │   └── BudgetExceeded        budget_exceeded        a key's or account's spend cap is reached
     ├── RateLimited               rate_limited           (transient) a rate or concurrency limit
     ├── UpstreamError             upstream_error         (transient) the provider failed
     │   └── UpstreamTimeout       upstream_timeout       (transient) the provider did not answer
@@ -71,6 +72,15 @@ class Conflict(CiyuanError):
 
 class InsufficientCredit(CiyuanError):
     code = "insufficient_credit"
+
+
+class BudgetExceeded(InsufficientCredit):
+    """A budget (a spend cap per period) refused the reservation, though credit may remain.
+
+    Not transient: retrying does not help before the period resets, which the message states.
+    """
+
+    code = "budget_exceeded"
 
 
 class RateLimited(CiyuanError):

@@ -10,8 +10,10 @@ into a prompt count, a max-output figure and a :class:`Usage`, and the pipeline 
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -80,6 +82,14 @@ class _AuthCache:
             return False, None
         return True, entry[1]
 
+    def forget(self, prefix: str | None) -> None:
+        """Drop one key, or every key: a revocation announced by another process."""
+        with self._lock:
+            if prefix is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(prefix, None)
+
     def put(self, prefix: str, record: ApiKeyRecord | None) -> None:
         with self._lock:
             if len(self._entries) >= AUTH_CACHE_ENTRIES_MAX:
@@ -106,7 +116,7 @@ class Metering:
             raise AuthenticationFailed("missing or malformed API key")
         hit, record = self._auth_cache.get(parts[0])
         if hit:
-            return True, _check_key(record, parts[1])
+            return True, _check_key(record, parts[1], self.clock.now_us())
         return False, None
 
     def authenticate(self, raw_key: str | None) -> ApiKeyRecord:
@@ -118,7 +128,35 @@ class Metering:
         if not hit:
             record = self.store.find_api_key(prefix)
             self._auth_cache.put(prefix, record)
-        return _check_key(record, presented_hash)
+        return _check_key(record, presented_hash, self.clock.now_us())
+
+    # ---- scope ----------------------------------------------------------------------------
+
+    def check_scope(self, api_key: ApiKeyRecord, api: str, model: str) -> None:
+        """Refuse (403) an API or a model outside the key's scope; the message names the scope.
+
+        The gateway calls this before counting the prompt, and :meth:`admit` again as a safety
+        net, so no path can reserve credit for a request the key may not make.
+        """
+        if api_key.apis is not None and api not in api_key.apis:
+            raise PermissionDenied(
+                f"this API key may not use the {api} API; its scope allows: "
+                f"{', '.join(api_key.apis) or 'no API'}"
+            )
+        if not _model_allowed(api_key, model):
+            assert api_key.models is not None
+            raise PermissionDenied(
+                f"this API key may not use model {model!r}; its scope allows models matching: "
+                f"{', '.join(api_key.models) or 'none'}"
+            )
+
+    def allowed_models(self, api_key: ApiKeyRecord, names: Sequence[str]) -> list[str]:
+        """The names in ``names`` that the key's model scope allows, in their order."""
+        return [name for name in names if _model_allowed(api_key, name)]
+
+    def forget_api_key(self, prefix: str | None) -> None:
+        """Forget a cached key lookup (None: all of them), so a revocation takes effect now."""
+        self._auth_cache.forget(prefix)
 
     # ---- admit ----------------------------------------------------------------------------
 
@@ -145,6 +183,7 @@ class Metering:
     ) -> Ticket:
         """Reserve the worst-case cost of a request: all prompt tokens plus every output token."""
         assert prompt_tokens >= 0
+        self.check_scope(api_key, api, model)
         output_tokens = (
             self.policy.output_tokens_default if output_tokens_max is None else output_tokens_max
         )
@@ -159,6 +198,7 @@ class Metering:
             worst,
             request_id=request_id,
             timeout_s=self.policy.reservation_timeout_s,
+            api_key_id=api_key.id,
         )
         return Ticket(
             request_id=request_id,
@@ -244,11 +284,20 @@ class Metering:
         return self.store.expire_reservations()
 
 
-def _check_key(record: ApiKeyRecord | None, presented_hash: str) -> ApiKeyRecord:
+def _model_allowed(api_key: ApiKeyRecord, model: str) -> bool:
+    if api_key.models is None:
+        return True
+    return any(model == glob or fnmatch.fnmatchcase(model, glob) for glob in api_key.models)
+
+
+def _check_key(record: ApiKeyRecord | None, presented_hash: str, now_us: int) -> ApiKeyRecord:
     # Compare even when there is no record, so timing does not tell a known prefix apart.
     stored = record.hash_hex if record is not None else "0" * 64
     if not apikeys.matches(stored, presented_hash) or record is None:
         raise AuthenticationFailed("invalid API key")
     if not record.active:
         raise AuthenticationFailed("this API key has been revoked")
+    if record.expired_at(now_us):
+        # The cached record carries its expiry, so expiry needs no cache invalidation.
+        raise AuthenticationFailed("this API key has expired")
     return record

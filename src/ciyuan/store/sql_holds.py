@@ -17,7 +17,7 @@ from typing import Any, Final
 import orjson
 
 from ciyuan.clock import US_PER_S, new_id
-from ciyuan.errors import Conflict, InsufficientCredit, NotFound
+from ciyuan.errors import BudgetExceeded, Conflict, InsufficientCredit, NotFound
 from ciyuan.ledger.accounts import REVENUE_ID
 from ciyuan.ledger.transfers import (
     Reservation,
@@ -30,7 +30,14 @@ from ciyuan.ledger.transfers import (
 from ciyuan.metering.ports import UsageEvent
 from ciyuan.pricing.money import Amount
 from ciyuan.store.sql_base import Row, Tx
+from ciyuan.store.sql_budgets import (
+    BudgetRefusal,
+    hold_budgets,
+    release_budget_holds,
+    settle_budgets,
+)
 from ciyuan.store.sql_ledger import EXPIRE_BATCH_MAX, LedgerStore
+from ciyuan.store.sql_rollups import roll_up
 
 USAGE_COLUMNS: Final = (
     "request_id, created_us, account_id, api_key_id, api, model, upstream, status, http_status, "
@@ -66,22 +73,36 @@ def usage_event_from_row(row: Row) -> UsageEvent:
 
 class HoldStore(LedgerStore):
     def _record(self, tx: Tx, event: UsageEvent) -> None:
-        tx.execute(
+        inserted = tx.execute(
             f"INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES ({', '.join('?' * 22)}) "
-            "ON CONFLICT (request_id) DO NOTHING",
+            "ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
             usage_params(event),
         )
+        if inserted:
+            # Same transaction, and only for a new event: the rollups equal the events exactly.
+            roll_up(tx, event)
 
     def reserve(
-        self, account_id: str, amount: Amount, *, request_id: str, timeout_s: float
+        self,
+        account_id: str,
+        amount: Amount,
+        *,
+        request_id: str,
+        timeout_s: float,
+        api_key_id: str | None = None,
     ) -> Reservation:
-        """Hold ``amount``; a repeated request id returns the first reservation unchanged."""
+        """Hold ``amount``; a repeated request id returns the first reservation unchanged.
+
+        The hold also counts against every budget of the account and of ``api_key_id``, in the
+        same transaction (``sql_budgets``); a cap it would pass refuses it with BudgetExceeded.
+        """
         assert amount.nanos >= 0 and timeout_s > 0
         now_us = self._clock.now_us()
         reservation = Reservation(
             id=new_id("rsv", self._clock), account_id=account_id, amount=amount,
             request_id=request_id, expires_us=now_us + int(timeout_s * US_PER_S),
         )  # fmt: skip
+        budget_refusal: BudgetRefusal | None = None
         for attempt in range(2):
             try:
                 with self.transaction() as tx:
@@ -111,13 +132,22 @@ class HoldStore(LedgerStore):
                         (amount.nanos, account_id, amount.nanos, amount.nanos, now_us),
                     ):
                         raise _Refused
+                    if amount.nanos:
+                        hold_budgets(
+                            tx, reservation_id=reservation.id, account_id=account_id,
+                            api_key_id=api_key_id, amount=amount, now_us=now_us,
+                        )  # fmt: skip
                     return reservation
             except _Refused:
-                pass
+                budget_refusal = None
+            except BudgetRefusal as refusal:
+                budget_refusal = refusal
             # Lazily release this account's overdue holds and expired lots before refusing: a
             # crashed gateway's reservations must not keep the credit.
             if attempt == 0 and not self._expire(account_id=account_id):
                 break
+        if budget_refusal is not None:
+            raise BudgetExceeded(budget_refusal.message)
         account = self.get_account(account_id)
         raise InsufficientCredit(
             f"this request needs up to {amount} of credit; the available balance is "
@@ -177,6 +207,10 @@ class HoldStore(LedgerStore):
                 )
             if charged:
                 self._spend(tx, account_id, charged.nanos)
+            settle_budgets(
+                tx, reservation_id=reservation.id, account_id=account_id,
+                api_key_id=event.api_key_id, charged=charged, now_us=now_us,
+            )  # fmt: skip
             self._record(
                 tx,
                 replace(
@@ -225,6 +259,7 @@ class HoldStore(LedgerStore):
                     "UPDATE accounts SET debits_pending = debits_pending - ? WHERE id = ?",
                     (released[0][0], reservation.account_id),
                 )
+                release_budget_holds(tx, [reservation.id])
             if event is not None:
                 self._record(tx, event)
 
@@ -262,5 +297,6 @@ class HoldStore(LedgerStore):
                         "UPDATE accounts SET debits_pending = debits_pending - ? WHERE id = ?",
                         (amount_nanos, owner_id),
                     )
+                    release_budget_holds(tx, [reservation_id])
                     expired += 1
         return expired

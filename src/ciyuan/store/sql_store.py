@@ -13,29 +13,27 @@ into ``ciyuan.errors`` at the seam.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any
 
 from ciyuan.clock import new_id
-from ciyuan.errors import Conflict, InvalidRequest, NotFound
+from ciyuan.errors import Conflict, InvalidRequest
 from ciyuan.ledger.accounts import Account, AccountKind, Balance, validate_account_name
-from ciyuan.metering.ports import ApiKeyRecord, UsageEvent, UsageRow
+from ciyuan.metering.ports import UsageEvent, UsageRow
 from ciyuan.pricing.money import Amount
 from ciyuan.store.sql_base import ACCOUNT_COLUMNS, Row, Tx, account_from_row
+from ciyuan.store.sql_budgets import BudgetQueries
 from ciyuan.store.sql_holds import USAGE_COLUMNS, HoldStore, usage_event_from_row
+from ciyuan.store.sql_keys import KeyQueries
+from ciyuan.store.sql_reports import ReportQueries
+from ciyuan.store.sql_statements import StatementQueries
+from ciyuan.store.sql_webhooks import WebhookQueries
 
 __all__ = ["Row", "SqlStore", "Tx"]
 
-_KEY_COLUMNS: Final = (
-    "k.id, k.account_id, a.name, k.prefix, k.hash_hex, k.label, k.created_us, k.revoked_us"
-)
-_KEY_SELECT: Final = f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
 
-
-def _api_key(row: Row) -> ApiKeyRecord:
-    return ApiKeyRecord(*row)
-
-
-class SqlStore(HoldStore):
+class SqlStore(
+    HoldStore, KeyQueries, BudgetQueries, WebhookQueries, ReportQueries, StatementQueries
+):
     """Store operations shared by the dialects; subclasses supply connections and transactions."""
 
     def _after_migrations(self) -> None:
@@ -91,51 +89,6 @@ class SqlStore(HoldStore):
     def iter_all_balances(self) -> Iterator[tuple[str, Balance]]:
         for account in self.list_accounts():
             yield account.id, account.balance
-
-    # ---- api keys -------------------------------------------------------------------------
-
-    def create_api_key(
-        self, account_id: str, prefix: str, hash_hex: str, label: str | None
-    ) -> ApiKeyRecord:
-        key_id = new_id("key", self._clock)
-        with self.transaction() as tx:
-            tx.execute(
-                "INSERT INTO api_keys (id, account_id, prefix, hash_hex, label, created_us) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, account_id, prefix, hash_hex, label, self._clock.now_us()),
-            )
-            row = tx.one(f"{_KEY_SELECT} WHERE k.id = ?", (key_id,))
-        assert row is not None
-        return _api_key(row)
-
-    def find_api_key(self, prefix: str) -> ApiKeyRecord | None:
-        with self.read_transaction() as tx:
-            row = tx.one(f"{_KEY_SELECT} WHERE k.prefix = ?", (prefix,))
-        return _api_key(row) if row else None
-
-    def list_api_keys(self, account_id: str | None = None) -> list[ApiKeyRecord]:
-        sql = _KEY_SELECT
-        params: tuple[Any, ...] = ()
-        if account_id is not None:
-            sql += " WHERE k.account_id = ?"
-            params = (account_id,)
-        with self.read_transaction() as tx:
-            rows = tx.execute(sql + " ORDER BY k.created_us", params)
-        return [_api_key(row) for row in rows]
-
-    def revoke_api_key(self, prefix_or_id: str) -> ApiKeyRecord:
-        with self.transaction() as tx:
-            tx.execute(
-                "UPDATE api_keys SET revoked_us = ? WHERE (prefix = ? OR id = ?) AND revoked_us "
-                "IS NULL",
-                (self._clock.now_us(), prefix_or_id, prefix_or_id),
-            )
-            row = tx.one(
-                f"{_KEY_SELECT} WHERE k.prefix = ? OR k.id = ?", (prefix_or_id, prefix_or_id)
-            )
-        if row is None:
-            raise NotFound(f"no api key with prefix or id {prefix_or_id!r}")
-        return _api_key(row)
 
     # ---- usage ----------------------------------------------------------------------------
 
