@@ -7,21 +7,27 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
+import aiohttp
 from starlette.applications import Starlette
 
+from ciyuan.admin.auth import admin_config
 from ciyuan.apikeys import Secret
 from ciyuan.clock import Clock, SystemClock
+from ciyuan.gateway.admission import Admission, RatePolicy
 from ciyuan.gateway.app import create_app
 from ciyuan.gateway.limits import RequestLimits
 from ciyuan.gateway.routing import Deployment, Route, Router
 from ciyuan.gateway.runtime import Runtime
 from ciyuan.gateway.upstream.base import Upstream
 from ciyuan.gateway.upstream.client import UpstreamClient
+from ciyuan.keycache import RevocationListener
+from ciyuan.limits import FailSafeLimiter, FailurePolicy, MemoryLimiter, RateLimiter
 from ciyuan.metering.pipeline import Metering, MeteringPolicy
 from ciyuan.metering.ports import Store
 from ciyuan.pricing.catalog import Catalog
 from ciyuan.settings import DEMO_UPSTREAM, Settings, UpstreamConfig, load_settings
 from ciyuan.store import open_store
+from ciyuan.webhooks import DeliveryPolicy, WebhookWorker
 
 POSTGRES_STORE_THREADS: Final = 16
 log = logging.getLogger("ciyuan.bootstrap")
@@ -33,6 +39,37 @@ class ConfigError(ValueError):
 
 def build_store(settings: Settings, clock: Clock | None = None) -> Store:
     return open_store(settings.db, clock=clock, durability=settings.durability)
+
+
+def rate_policy(settings: Settings) -> RatePolicy:
+    return RatePolicy(
+        key_rpm=settings.rate_rpm_default,
+        key_tpm=settings.rate_tpm_default,
+        key_input_tpm=settings.rate_input_tpm_default,
+        key_output_tpm=settings.rate_output_tpm_default,
+        key_concurrency_max=settings.concurrency_max_default,
+        account_rpm=settings.account_rpm,
+        account_tpm=settings.account_tpm,
+        account_concurrency_max=settings.account_concurrency_max,
+        lease_s=settings.concurrency_lease_s,
+    )
+
+
+def build_limiter(settings: Settings, clock: Clock | None = None) -> RateLimiter:
+    """Memory in one process; Redis, behind the failure policy, when processes share limits.
+
+    Memory needs no fail-safe wrapper: it cannot be down. Redis is imported only when used,
+    so the embedded default never loads its client.
+    """
+    if settings.redis is None:
+        return MemoryLimiter(clock)
+    from ciyuan.limits.redis import RedisLimiter
+
+    return FailSafeLimiter(
+        RedisLimiter.from_url(settings.redis),
+        FailurePolicy(settings.rate_limit_failure),
+        timeout_s=settings.rate_limit_timeout_s,
+    )
 
 
 def build_catalog(settings: Settings) -> Catalog:
@@ -139,7 +176,28 @@ def build_app(
             messages_max=settings.messages_max,
         ),
         sweep_interval_s=settings.sweep_interval_s,
+        admission=Admission(build_limiter(settings, clock), rate_policy(settings)),
     )
+    runtime.admission.register_metrics(runtime.metrics.registry)
+    if settings.redis is not None:
+        runtime.revocations = RevocationListener(settings.redis, runtime.forget_api_key)
+    webhook_secret = os.environ.get(settings.webhook_secret_env)
+    if webhook_secret:
+        policy = DeliveryPolicy(
+            attempts_max=settings.webhook_attempts_max,
+            backoff_base_s=settings.webhook_backoff_s,
+            timeout_s=settings.webhook_timeout_s,
+            interval_s=settings.webhook_interval_s,
+        )
+
+        def webhook_worker(session: aiohttp.ClientSession) -> WebhookWorker:
+            return WebhookWorker(
+                store, session, Secret(webhook_secret), clock, policy, in_store=runtime.in_store
+            )
+
+        runtime.webhook_worker = webhook_worker
+    else:
+        log.info("budget alert webhooks are off: %s is not set", settings.webhook_secret_env)
 
     def reload() -> None:
         """Re-read config and prices; swap them in whole, or keep the old ones on any error."""
@@ -151,4 +209,4 @@ def build_app(
         log.warning("configuration reloaded: %d models routed", len(new_router.models("openai")))
 
     runtime.reload = reload
-    return create_app(runtime)
+    return create_app(runtime, admin_config(settings))

@@ -101,6 +101,59 @@ class Settings(BaseSettings):
     allow_unpriced_models: bool = Field(
         False, description="Serve models with no price, charging nothing (off: refused with 403)."
     )
+    # ---- rate limits and scale-out (gateway/admission.py, keycache/, cli/serve.py) ----------
+    redis: str | None = Field(
+        None,
+        description="Redis URL (redis://…) for rate limits and key revocations shared by every "
+        "gateway process; unset: in-process rate limits, revocations bounded by the auth TTL.",
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Gateway processes sharing the listening socket."
+    )
+    rate_rpm_default: int | None = Field(
+        None, ge=1, description="Requests per minute per API key, unless the key sets its own."
+    )
+    rate_tpm_default: int | None = Field(
+        None,
+        ge=1,
+        description="Model tokens (input + output) per minute per API key, unless the key sets "
+        "its own; charged at admission with prompt + max output, corrected at settle.",
+    )
+    rate_input_tpm_default: int | None = Field(
+        None, ge=1, description="Input model tokens per minute per API key."
+    )
+    rate_output_tpm_default: int | None = Field(
+        None, ge=1, description="Output model tokens per minute per API key."
+    )
+    concurrency_max_default: int | None = Field(
+        None,
+        ge=1,
+        description="Requests in flight at once per API key, unless the key sets its own.",
+    )
+    account_rpm: int | None = Field(
+        None, ge=1, description="Requests per minute per account, over all of its keys."
+    )
+    account_tpm: int | None = Field(
+        None, ge=1, description="Model tokens per minute per account, over all of its keys."
+    )
+    account_concurrency_max: int | None = Field(
+        None, ge=1, description="Requests in flight at once per account, over all of its keys."
+    )
+    rate_limit_failure: Literal["open", "closed"] = Field(
+        "open",
+        description="When the rate-limit backend (Redis) is down or slow: admit (open) or "
+        "refuse with 429 (closed). Money never depends on it.",
+    )
+    rate_limit_timeout_s: float = Field(
+        0.05, gt=0, le=5, description="Longest wait for one rate-limit check before failing over."
+    )
+    concurrency_lease_s: float = Field(
+        60.0,
+        gt=1,
+        le=3600,
+        description="Life of an in-flight slot; renewed while the request runs, so a crashed "
+        "process frees its slots within this time.",
+    )
     upstreams: list[UpstreamConfig] = Field(
         default_factory=list, description="Provider endpoints; empty means one from upstream_url."
     )
@@ -118,6 +171,31 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(60.0, gt=0, description="Longest time to receive a request body.")
     prices_file: Path | None = Field(
         None, description="Operator price catalog layered over the shipped one."
+    )
+    admin_key_env: str = Field(
+        "CIYUAN_ADMIN_KEY",
+        description="Environment variable holding the admin key (never the key); unset: no admin.",
+    )
+    admin_session_ttl_s: float = Field(
+        8 * 3600.0, gt=0, le=7 * 24 * 3600, description="How long a dashboard login lasts."
+    )
+    # ---- budget webhooks (webhooks/) ---------------------------------------------------------
+    webhook_secret_env: str = Field(
+        "CIYUAN_WEBHOOK_SECRET",
+        description="Environment variable holding the secret that signs budget webhooks (never "
+        "the secret); unset: thresholds are recorded but no webhook is sent.",
+    )
+    webhook_attempts_max: int = Field(
+        8, ge=1, le=50, description="Attempts per webhook delivery before it is recorded failed."
+    )
+    webhook_backoff_s: float = Field(
+        30.0, ge=0, le=3600, description="Wait after a webhook's first failure; doubled after each."
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Longest wait for a webhook receiver's answer."
+    )
+    webhook_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="How often each gateway looks for due webhooks."
     )
 
     @classmethod

@@ -15,10 +15,10 @@ from ciyuan.tokens import count_request
 
 async def list_models(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    await runtime.authenticate(api_key_of(request))
+    api_key = await runtime.authenticate(api_key_of(request))
     catalog = runtime.router.catalog
     if "anthropic-version" in request.headers:
-        names = runtime.router.models("anthropic")
+        names = runtime.metering.allowed_models(api_key, runtime.router.models("anthropic"))
         data = [
             {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
             for n in names
@@ -31,7 +31,7 @@ async def list_models(request: Request) -> Response:
         }
         return Response(orjson.dumps(body), media_type="application/json")
     listed: list[dict[str, object]] = []
-    for name in runtime.router.models("openai"):
+    for name in runtime.metering.allowed_models(api_key, runtime.router.models("openai")):
         price = catalog.price_for(name)
         listed.append(
             {

@@ -67,6 +67,7 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
     raw = await read_body(request, runtime.limits.body_bytes_max, runtime.limits.body_timeout_s)
     body = parse_json_object(raw)
     model = required_model(body)
+    runtime.metering.check_scope(api_key, spec.name, model)
     stream, wants_usage = spec.stream_flags(body)
     output_limit = spec.output_limit(body)
     runtime.limits.check(body, output_limit)
@@ -81,8 +82,13 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
         if spec.produces_output
         else 0
     )
+    # Rate limits before the ledger: a refused request touches no money.
+    rate = await runtime.admit_rate(
+        api_key, prompt_tokens=prompt.total, output_tokens=output_tokens
+    )
     ticket = await runtime.admit(
         api_key,
+        rate=rate,
         api=spec.name,
         model=model,
         upstream=resolved.deployments[0].upstream.name,
@@ -111,6 +117,7 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
             _relay(runtime, ticket, response, spec.meter(wants_usage)),
             media_type="text/event-stream",
             headers={
+                **rate.headers,
                 "x-ciyuan-request-id": ticket.request_id,
                 "x-ciyuan-overhead-ms": _ms(overhead_ns),
                 "cache-control": "no-cache",
@@ -130,6 +137,7 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
     overhead_ns = (upstream_started_ns - started_ns) + (time.perf_counter_ns() - upstream_done_ns)
     runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
     headers = {
+        **rate.headers,
         "x-ciyuan-request-id": outcome.request_id,
         "x-ciyuan-cost": str(outcome.cost),
         "x-ciyuan-balance": str(outcome.balance),

@@ -1,28 +1,50 @@
 """What every route needs at run time, built once by bootstrap: the pipeline, the router, the
-upstream client, request limits, and the executor that keeps blocking database calls off the
-event loop. ``reload`` swaps the router and catalog atomically (SIGHUP): requests in flight keep
-the objects they started with."""
+upstream client, request limits, rate admission, and the executor that keeps blocking database
+calls off the event loop. ``reload`` swaps the router and catalog atomically (SIGHUP): requests
+in flight keep the objects they started with.
+
+Every request admitted by rate limits is finished exactly once, however it ends: ``admit``
+finishes it when the ledger refuses, ``settle`` and ``void_quietly`` when the call ends (the
+stream relay settles in a background task when the client goes away), so in-flight slots are
+released and token estimates corrected; a crashed process's slots expire with their leases."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
+
+import aiohttp
 
 from ciyuan.admin.metrics import Metrics
-from ciyuan.errors import CiyuanError, UpstreamError
+from ciyuan.errors import CiyuanError, Unavailable, UpstreamError
+from ciyuan.gateway.admission import Admission, Admitted, RatePolicy
 from ciyuan.gateway.limits import RequestLimits
 from ciyuan.gateway.routing import Router
 from ciyuan.gateway.upstream.client import UpstreamClient
+from ciyuan.keycache import RevocationListener
+from ciyuan.limits import MemoryLimiter
 from ciyuan.metering.pipeline import Metering, Outcome, Ticket
 from ciyuan.metering.ports import ApiKeyRecord
 from ciyuan.pricing.usage import Usage
+from ciyuan.webhooks import WebhookWorker
 
 T = TypeVar("T")
+log = logging.getLogger("ciyuan.gateway")
+
+SETTLE_RETRY_DELAYS_S: Final = (0.05, 0.25, 1.0)
+"""Settle is idempotent (a repeated settle of a request changes nothing), and a settle that
+fails loses a charge for output the client may already hold: retry a database that dropped a
+connection (PostgreSQL restarted, connections terminated) before giving up to the sweeper."""
+
+
+def _unlimited() -> Admission:
+    return Admission(MemoryLimiter(), RatePolicy())
 
 
 @dataclass
@@ -36,6 +58,12 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     reload: Callable[[], None] | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    admission: Admission = field(default_factory=_unlimited)
+    revocations: RevocationListener | None = None
+    webhook_worker: Callable[[aiohttp.ClientSession], WebhookWorker] | None = None
+    """Builds the budget-alert webhook sender when a webhook secret is configured."""
+    _webhook_session: aiohttp.ClientSession | None = None
+    _admitted: dict[str, Admitted] = field(default_factory=dict)
 
     async def in_store(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a blocking store call on the store's executor (one thread for SQLite)."""
@@ -57,20 +85,73 @@ class Runtime:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def admit(self, *args: Any, **kwargs: Any) -> Ticket:
+    async def admit_rate(
+        self, api_key: ApiKeyRecord, *, prompt_tokens: int, output_tokens: int
+    ) -> Admitted:
+        """Rate and concurrency limits; raises ``RateRefused`` before any money is touched."""
+        return await self.admission.admit(
+            api_key, prompt_tokens=prompt_tokens, output_tokens=output_tokens
+        )
+
+    async def admit(self, *args: Any, rate: Admitted | None = None, **kwargs: Any) -> Ticket:
+        """Reserve credit for a request that ``admit_rate`` let through."""
         started = time.perf_counter()
-        ticket: Ticket = await self.in_store(self.metering.admit, *args, **kwargs)
+        try:
+            ticket: Ticket = await self.in_store(self.metering.admit, *args, **kwargs)
+        except BaseException:
+            if rate is not None:
+                self.spawn(self.admission.finish(rate, None))
+            raise
         self.metrics.ledger_write.labels("reserve").observe(time.perf_counter() - started)
+        if rate is not None and (rate.charges or rate.leases):
+            self._admitted[ticket.request_id] = rate
         return ticket
+
+    def _finish_rate(self, ticket: Ticket, usage: Usage | None) -> None:
+        rate = self._admitted.pop(ticket.request_id, None)
+        if rate is not None:
+            # In the background: a Redis round trip need not delay the response.
+            self.spawn(self.admission.finish(rate, usage))
+
+    def start_services(self) -> list[asyncio.Task[None]]:
+        """Lease renewal and, with Redis, the key-revocation listener; cancelled at shutdown."""
+        tasks = [asyncio.create_task(self.admission.renew_forever())]
+        if self.revocations is not None:
+            tasks.append(asyncio.create_task(self.revocations.run()))
+        if self.webhook_worker is not None:
+            self._webhook_session = aiohttp.ClientSession()
+            tasks.append(
+                asyncio.create_task(self.webhook_worker(self._webhook_session).run_forever())
+            )
+        return tasks
+
+    async def aclose_services(self) -> None:
+        await self.admission.aclose()
+        if self.revocations is not None:
+            await self.revocations.aclose()
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
+
+    def forget_api_key(self, prefix: str | None) -> None:
+        """Drop a key (``None``: every key) from this process's auth cache."""
+        self.metering.forget_api_key(prefix)
+
+    async def announce_revocation(self, prefix: str) -> None:
+        """After a revocation committed in this process (admin API): forget it here at once
+        and tell every other gateway over Redis, when configured."""
+        self.forget_api_key(prefix)
+        if self.revocations is not None:
+            await self.revocations.publish(prefix)
 
     async def settle(
         self, ticket: Ticket, usage: Usage, *, usage_source: str, status: str = "ok"
     ) -> Outcome:
         """Settle a request and record what it cost in the metrics."""
         started = time.perf_counter()
-        outcome = await self.in_store(
-            self.metering.settle, ticket, usage, usage_source=usage_source, status=status
-        )
+        try:
+            outcome = await self._settle_retrying(ticket, usage, usage_source, status)
+        finally:
+            self._finish_rate(ticket, usage)
         metrics = self.metrics
         metrics.ledger_write.labels("settle").observe(time.perf_counter() - started)
         metrics.latency.labels(ticket.api).observe(
@@ -92,8 +173,29 @@ class Runtime:
         )
         return outcome
 
+    async def _settle_retrying(
+        self, ticket: Ticket, usage: Usage, usage_source: str, status: str
+    ) -> Outcome:
+        for delay_s in (*SETTLE_RETRY_DELAYS_S, None):
+            try:
+                return await self.in_store(
+                    self.metering.settle, ticket, usage, usage_source=usage_source, status=status
+                )
+            except Unavailable as error:
+                if delay_s is None:
+                    log.error(
+                        "settle of %s failed; the sweeper voids its hold: %s",
+                        ticket.request_id,
+                        error.message,
+                    )
+                    raise
+                log.warning("settle of %s failed, retrying: %s", ticket.request_id, error.message)
+                await asyncio.sleep(delay_s)
+        raise AssertionError("unreachable")
+
     async def void_quietly(self, ticket: Ticket, error: CiyuanError, http_status: int) -> None:
         """Release the hold of a request that failed before output, and count the failure."""
+        self._finish_rate(ticket, None)
         await self.in_store(
             self.metering.void, ticket, error_code=error.code, http_status=http_status
         )

@@ -7,6 +7,7 @@ so the official SDKs raise their own typed exceptions (``openai.AuthenticationEr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -40,15 +41,25 @@ WIRE_ERRORS: Final[dict[str, WireError]] = {
 }
 
 # The code OpenAI's own API puts in error.code for these cases.
-_OPENAI_CODES: Final = {"unknown_model": "model_not_found"}
+_OPENAI_CODES: Final = {"unknown_model": "model_not_found", "rate_limited": "rate_limit_exceeded"}
+
+
+def wire_of(error: CiyuanError) -> WireError:
+    """The row for an error's code, or for the nearest ancestor class that has one: a new
+    subclass (``budget_exceeded`` under ``insufficient_credit``) answers like its parent."""
+    for cls in type(error).__mro__:
+        code = getattr(cls, "code", None)
+        if code in WIRE_ERRORS:
+            return WIRE_ERRORS[code]
+    return WIRE_ERRORS["internal_error"]
 
 
 def status_of(error: CiyuanError) -> int:
-    return WIRE_ERRORS.get(error.code, WIRE_ERRORS["internal_error"]).status
+    return wire_of(error).status
 
 
 def openai_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -> Response:
-    wire = WIRE_ERRORS.get(error.code, WIRE_ERRORS["internal_error"])
+    wire = wire_of(error)
     body = {
         "error": {
             "message": error.message,
@@ -61,15 +72,18 @@ def openai_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -
 
 
 def anthropic_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -> Response:
-    wire = WIRE_ERRORS.get(error.code, WIRE_ERRORS["internal_error"])
+    wire = wire_of(error)
     body = {"type": "error", "error": {"type": wire.anthropic_type, "message": error.message}}
     return Response(orjson.dumps(body), wire.status, _headers(error, headers), "application/json")
 
 
 def _headers(error: CiyuanError, extra: dict[str, str] | None) -> dict[str, str]:
-    headers = dict(extra or {})
+    """Defaults from the error, overridden by ``extra``: a rate-limit refusal brings its own
+    exact ``retry-after``/``retry-after-ms``, or ``x-should-retry: false`` when no wait helps."""
+    headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
-        headers["retry-after"] = str(max(1, round(error.retry_after_s)))
+        headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
     if error.transient:
         headers["x-should-retry"] = "true"
+    headers.update(extra or {})
     return headers
