@@ -13,15 +13,19 @@ import typer
 
 from ciyuan.cli import (
     accounts,
+    budgets,
     cost,
     count,
     credits,
     demo_upstream,
+    export,
+    invoice,
     keys,
     ledger,
     prices,
     receipt,
     serve,
+    top,
     usage,
 )
 from ciyuan.cli.context import CliContext
@@ -64,10 +68,14 @@ def root(
 for module in (
     accounts,
     keys,
+    budgets,
     credits,
     ledger,
     receipt,
     usage,
+    top,
+    invoice,
+    export,
     count,
     prices,
     cost,

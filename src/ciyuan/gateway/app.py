@@ -13,9 +13,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ciyuan.admin.auth import NO_ADMIN, AdminConfig
 from ciyuan.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ciyuan.admin.site import admin_routes
 from ciyuan.errors import CiyuanError, InvalidRequest
-from ciyuan.gateway import apis
+from ciyuan.gateway import apis, self_service
+from ciyuan.gateway.admission import RateRefused
 from ciyuan.gateway.apis import ApiSpec
 from ciyuan.gateway.info_routes import count_tokens, list_models, receipt
 from ciyuan.gateway.relay import handle
@@ -30,7 +33,11 @@ def _is_anthropic(path: str) -> bool:
 
 
 def _render(request: Request, error: CiyuanError) -> Response:
-    return anthropic_error(error) if _is_anthropic(request.url.path) else openai_error(error)
+    # A rate-limit refusal carries OpenAI's x-ratelimit-* and retry-after headers.
+    headers = error.headers if isinstance(error, RateRefused) else None
+    if _is_anthropic(request.url.path):
+        return anthropic_error(error, headers=headers)
+    return openai_error(error, headers=headers)
 
 
 async def _on_ciyuan_error(request: Request, exc: Exception) -> Response:
@@ -106,18 +113,22 @@ async def _sweep_forever(runtime: Runtime) -> None:
             log.warning("reservation sweep failed: %s", error.message)
 
 
-def create_app(runtime: Runtime) -> Starlette:
+def create_app(runtime: Runtime, admin: AdminConfig | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.client.start()
         sweeper = asyncio.create_task(_sweep_forever(runtime))
+        services = runtime.start_services()
         try:
             yield
         finally:
             sweeper.cancel()
+            for service in services:
+                service.cancel()
             if runtime.background:
                 await asyncio.wait(set(runtime.background), timeout=10)
             await runtime.client.close()
+            await runtime.aclose_services()
 
     app = Starlette(
         routes=[
@@ -132,6 +143,10 @@ def create_app(runtime: Runtime) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            # Issue 8: a key holder's own balance and usage; the admin API and the dashboard
+            # (both disabled, answering 404 with the reason, when no admin key is configured).
+            *self_service.routes(),
+            *admin_routes(runtime, admin or NO_ADMIN),
         ],
         exception_handlers={CiyuanError: _on_ciyuan_error, Exception: _on_unexpected},
         lifespan=lifespan,
