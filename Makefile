@@ -34,6 +34,7 @@ serve: $(VENV)/.installed
 	$(BIN)/ciyuan serve
 
 test: $(VENV)/.installed-test
+	@scripts/ensure-test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
