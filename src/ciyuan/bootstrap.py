@@ -27,6 +27,8 @@ from ciyuan.metering.ports import Store
 from ciyuan.pricing.catalog import Catalog
 from ciyuan.settings import DEMO_UPSTREAM, Settings, UpstreamConfig, load_settings
 from ciyuan.store import open_store
+from ciyuan.tokens import encoding_name_for
+from ciyuan.tokens.encodings import EncodingUnavailable, get_encoding
 from ciyuan.webhooks import DeliveryPolicy, WebhookWorker
 
 POSTGRES_STORE_THREADS: Final = 16
@@ -144,12 +146,24 @@ def build_router(settings: Settings, catalog: Catalog, demo_url: str | None) -> 
     )
 
 
+def warm_tokenizers(catalog: Catalog) -> None:
+    """Load every tokenizer the priced models use now: the first request must not pay the
+    half second it takes to build one."""
+    names = {encoding_name_for(model) for model in catalog.models()}
+    for name in sorted(n for n in names if n is not None):
+        try:
+            get_encoding(name)
+        except EncodingUnavailable as error:
+            log.warning("tokenizer %s is not available: %s", name, error)
+
+
 def build_app(
     settings: Settings, *, demo_url: str | None = None, clock: Clock | None = None
 ) -> Starlette:
     clock = clock or SystemClock()
     store = build_store(settings, clock)
     catalog = build_catalog(settings)
+    warm_tokenizers(catalog)
     metering = Metering(
         store,
         catalog,
@@ -168,6 +182,10 @@ def build_app(
         router=build_router(settings, catalog, demo_url),
         client=UpstreamClient(),
         store_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ciyuan-store"),
+        # Inline only without fsync: a power-durable commit may wait on the disk for ms.
+        store_inline=settings.store_inline
+        and settings.db.startswith("sqlite")
+        and settings.durability == "process",
         limits=RequestLimits(
             body_bytes_max=settings.body_bytes_max,
             body_timeout_s=settings.body_timeout_s,

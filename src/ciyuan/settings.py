@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         "process",
         description="SQLite durability: survive a killed process, or a power cut too (fsync).",
     )
+    store_inline: bool = Field(
+        True,
+        description="SQLite at process durability: run ledger transactions on the event loop.",
+    )
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8400, ge=0, le=65535, description="Port the gateway listens on.")
     upstream_url: str = Field(

@@ -80,6 +80,7 @@ def test_stream_with_include_usage_carries_the_charge(gateway: Gateway) -> None:
     cost = Amount.parse(figures["cost"])
     assert cost == expected_cost(final.usage)
     assert figures["request_id"] == raw.headers["x-ciyuan-request-id"]
+    assert 0 < figures["overhead_ms"] < 1000, "the gateway's own time on this stream"
     assert Amount.parse(figures["balance"]) == gateway.store.balance(account).available
     assert gateway.store.balance(account).available == Amount.parse("1") - cost
 

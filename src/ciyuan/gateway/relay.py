@@ -47,12 +47,14 @@ class UpstreamRefused(Exception):
         self.content_type = content_type
 
 
-def figures(outcome: Outcome, usage_source: str) -> dict[str, Any]:
+def figures(outcome: Outcome, usage_source: str, overhead_ns: int) -> dict[str, Any]:
+    """Ciyuan's figures for a stream's final usage event (a plain response has headers)."""
     return {
         "request_id": outcome.request_id,
         "cost": str(outcome.cost),
         "balance": str(outcome.balance),
         "usage_source": usage_source,
+        "overhead_ms": round(overhead_ns / 1e6, 3),
     }
 
 
@@ -114,7 +116,7 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
         overhead_ns = upstream_started_ns - started_ns
         runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
         return StreamingResponse(
-            _relay(runtime, ticket, response, spec.meter(wants_usage)),
+            _relay(runtime, ticket, response, spec.meter(wants_usage), overhead_ns),
             media_type="text/event-stream",
             headers={
                 **rate.headers,
@@ -232,57 +234,109 @@ def _counted(ticket: Ticket, meter: StreamMeter) -> Usage:
     return Usage(input_tokens=ticket.prompt_tokens_local, output_tokens=completion)
 
 
-async def _relay(
-    runtime: Runtime, ticket: Ticket, response: aiohttp.ClientResponse, meter: StreamMeter
-) -> AsyncIterator[bytes]:
-    """Pass the stream through event by event, settling when its usage arrives or it ends.
+class _StreamRelay:
+    """The state of one relayed stream: what was settled, sent and spent in the gateway."""
 
-    A client that goes away cancels this generator; its settlement then runs as a background
-    task (awaiting here would be cancelled too), billing the text delivered so far.
+    def __init__(self, runtime: Runtime, ticket: Ticket, meter: StreamMeter, overhead_ns: int):
+        self.runtime = runtime
+        self.ticket = ticket
+        self.meter = meter
+        self.overhead_ns = overhead_ns
+        self.settled = False
+        self.done_marker = False
+        self.delivered = 0
+        """How many of the meter's text pieces went out in writes that completed."""
+        self._buffer = b""
+
+    async def on_read(self, data: bytes) -> bytes:
+        """The bytes to send for one upstream read: every complete event in it, in order."""
+        busy_from = time.perf_counter_ns()
+        self._buffer += data.replace(b"\r\n", b"\n")
+        out: list[bytes] = []
+        while (end := self._buffer.find(b"\n\n")) >= 0:
+            event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            step = self.meter.step(event)
+            if self.meter.first_output:
+                self.ticket.mark_first_byte()
+            if step.done:
+                self.done_marker = True
+            elif step.usage is not None and step.render is not None and not self.settled:
+                outcome = await self.runtime.settle(
+                    self.ticket, step.usage, usage_source="reported"
+                )
+                self.settled = True
+                now = time.perf_counter_ns()
+                self.overhead_ns += now - busy_from
+                busy_from = now
+                rendered = step.render(figures(outcome, "reported", self.overhead_ns))
+                if rendered is not None:
+                    out.append(rendered)
+            elif step.forward is not None:
+                out.append(step.forward)
+        self.overhead_ns += time.perf_counter_ns() - busy_from
+        return b"".join(out)
+
+    async def on_end(self) -> bytes:
+        """What follows the upstream's last byte: a counted settlement if no usage came."""
+        out = b""
+        if not self.settled:
+            busy_from = time.perf_counter_ns()
+            ticket, meter = self.ticket, self.meter
+            usage = _counted(ticket, meter)
+            status = "ok" if meter.finished else "partial"
+            outcome = await self.runtime.settle(
+                ticket, usage, usage_source="counted", status=status
+            )
+            self.settled = True
+            self.overhead_ns += time.perf_counter_ns() - busy_from
+            if meter.finished:
+                numbers = figures(outcome, "counted", self.overhead_ns)
+                out = (
+                    meter.final_usage_frame(usage, numbers, ticket.model, ticket.request_id) or b""
+                )
+        return out + (b"data: [DONE]\n\n" if self.done_marker else b"")
+
+    def abandon(self) -> None:
+        """The stream ended early (client gone): bill what was sent, in the background."""
+        if self.settled:
+            return
+        self.settled = True
+        del self.meter.pieces[self.delivered :]
+        usage = _counted(self.ticket, self.meter)
+        self.runtime.spawn(
+            self.runtime.settle(self.ticket, usage, usage_source="counted", status="partial")
+        )
+
+
+async def _relay(
+    runtime: Runtime,
+    ticket: Ticket,
+    response: aiohttp.ClientResponse,
+    meter: StreamMeter,
+    overhead_ns: int,
+) -> AsyncIterator[bytes]:
+    """Pass the stream through, settling when its usage arrives or it ends.
+
+    Everything one upstream read brings goes out as one write: a write per SSE event cost
+    more CPU than the metering. Text counts as delivered once the write that carried it
+    returned, so a client that goes away is billed for what it was sent, not what was read.
+    That cancels this generator; its settlement then runs as a background task (awaiting
+    here would be cancelled too). The final ``ciyuan`` block reports the gateway's own time
+    as ``overhead_ms``.
     """
-    settled = False
-    done_marker = False
+    relay = _StreamRelay(runtime, ticket, meter, overhead_ns)
     try:
-        buffer = b""
         try:
             async for data in response.content.iter_any():
-                buffer += data.replace(b"\r\n", b"\n")
-                while (end := buffer.find(b"\n\n")) >= 0:
-                    event, buffer = buffer[:end], buffer[end + 2 :]
-                    step = meter.step(event)
-                    if meter.first_output:
-                        ticket.mark_first_byte()
-                    if step.done:
-                        done_marker = True
-                    elif step.usage is not None and step.render is not None and not settled:
-                        outcome = await runtime.settle(ticket, step.usage, usage_source="reported")
-                        settled = True
-                        out = step.render(figures(outcome, "reported"))
-                        if out is not None:
-                            yield out
-                    elif step.forward is not None:
-                        yield step.forward
+                out = await relay.on_read(data)
+                if out:
+                    yield out
+                relay.delivered = len(meter.pieces)
         except (aiohttp.ClientError, TimeoutError):
             meter.finished = False  # the upstream died mid-stream: bill what was delivered
-        if not settled:
-            usage = _counted(ticket, meter)
-            outcome = await runtime.settle(
-                ticket, usage, usage_source="counted", status="ok" if meter.finished else "partial"
-            )
-            settled = True
-            if meter.finished:
-                frame = meter.final_usage_frame(
-                    usage, figures(outcome, "counted"), ticket.model, ticket.request_id
-                )
-                if frame is not None:
-                    yield frame
-        if done_marker:
-            yield b"data: [DONE]\n\n"
+        tail = await relay.on_end()
+        if tail:
+            yield tail
     finally:
         response.close()
-        if not settled:
-            runtime.spawn(
-                runtime.settle(
-                    ticket, _counted(ticket, meter), usage_source="counted", status="partial"
-                )
-            )
+        relay.abandon()
