@@ -183,6 +183,7 @@ def build_app(
         client=UpstreamClient(),
         store_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ciyuan-store"),
         # Inline only without fsync: a power-durable commit may wait on the disk for ms.
+        log_requests=settings.log_requests,
         store_inline=settings.store_inline
         and settings.db.startswith("sqlite")
         and settings.durability == "process",

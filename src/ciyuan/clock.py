@@ -7,6 +7,7 @@ same column type and arithmetic on SQLite and PostgreSQL, and no naive datetimes
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -46,16 +47,25 @@ def datetime_to_us(moment: datetime) -> int:
 
 
 _CROCKFORD: Final = "0123456789abcdefghjkmnpqrstvwxyz"
+_RANDOM_BITS: Final = 80
+_last_id: list[int] = [0]
+_id_lock = threading.Lock()
 
 
 def new_id(kind: str, clock: Clock | None = None) -> str:
     """A sortable unique id: ``kind_`` + 48-bit milliseconds + 80 random bits, Crockford base32.
 
     Sortable by creation time (so ``request_id`` order is arrival order in reports) and
-    unguessable (so ids leak nothing about other accounts' traffic volume beyond time).
+    unguessable (so ids leak nothing about other accounts' traffic volume beyond time). Within
+    one process ids are strictly increasing, as ULID's monotonic mode makes them: two made in
+    the same millisecond (or under a fixed test clock) still sort in the order they were made.
     """
     ms = (clock.now_us() if clock else time.time_ns() // 1000) // 1000
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (ms << _RANDOM_BITS) | int.from_bytes(os.urandom(10), "big")
+    with _id_lock:
+        if value <= _last_id[0] and value >> _RANDOM_BITS <= _last_id[0] >> _RANDOM_BITS:
+            value = _last_id[0] + 1
+        _last_id[0] = value
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)

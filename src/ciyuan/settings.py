@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         "process",
         description="SQLite durability: survive a killed process, or a power cut too (fsync).",
     )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Logs on stderr: one JSON object per line, or plain text."
+    )
+    log_requests: bool = Field(True, description="Log one line per metered request (no content).")
     store_inline: bool = Field(
         True,
         description="SQLite at process durability: run ledger transactions on the event loop.",

@@ -140,7 +140,9 @@ async def _serve_gateway(
 ) -> None:
     """One gateway on ``sock`` until it is told to stop; says so on ``ready_fd`` once up."""
     from ciyuan.bootstrap import build_app
+    from ciyuan.logs import configure_logging
 
+    configure_logging(settings.log_format)
     app = build_app(settings, demo_url=demo_url)
     server = _server(app)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -29,6 +29,7 @@ from ciyuan.gateway.routing import Router
 from ciyuan.gateway.upstream.client import UpstreamClient
 from ciyuan.keycache import RevocationListener
 from ciyuan.limits import MemoryLimiter
+from ciyuan.logs import REQUEST_LOGGER
 from ciyuan.metering.pipeline import Metering, Outcome, Ticket
 from ciyuan.metering.ports import ApiKeyRecord
 from ciyuan.pricing.usage import Usage
@@ -36,6 +37,7 @@ from ciyuan.webhooks import WebhookWorker
 
 T = TypeVar("T")
 log = logging.getLogger("ciyuan.gateway")
+request_log = logging.getLogger(REQUEST_LOGGER)
 
 SETTLE_RETRY_DELAYS_S: Final = (0.05, 0.25, 1.0)
 """Settle is idempotent (a repeated settle of a request changes nothing), and a settle that
@@ -60,6 +62,7 @@ class Runtime:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     admission: Admission = field(default_factory=_unlimited)
     revocations: RevocationListener | None = None
+    log_requests: bool = True
     store_inline: bool = False
     """SQLite without fsync: a transaction is ~0.2 ms of CPU under the GIL either way, and
     handing it to a thread and back cost more than it saved: bench/gateway measured 1.76x
@@ -178,6 +181,23 @@ class Runtime:
             outcome.cost.nanos,
             outcome.unbilled.nanos,
         )
+        if self.log_requests:
+            request_log.info(
+                "request settled",
+                extra={
+                    "request_id": ticket.request_id,
+                    "api_key": ticket.api_key.prefix,
+                    "api": ticket.api,
+                    "model": ticket.model,
+                    "upstream": ticket.upstream,
+                    "status": status,
+                    "usage_source": usage_source,
+                    "input_tokens": usage.input_total,
+                    "output_tokens": usage.output_total,
+                    "cost": str(outcome.cost),
+                    "latency_ms": round((time.perf_counter_ns() - ticket.started_ns) / 1e6, 3),
+                },
+            )
         return outcome
 
     async def _settle_retrying(
@@ -207,5 +227,19 @@ class Runtime:
             self.metering.void, ticket, error_code=error.code, http_status=http_status
         )
         self.metrics.requests.labels(ticket.api, ticket.model, "error").inc()
+        if self.log_requests:
+            request_log.info(
+                "request failed before output, nothing charged",
+                extra={
+                    "request_id": ticket.request_id,
+                    "api_key": ticket.api_key.prefix,
+                    "api": ticket.api,
+                    "model": ticket.model,
+                    "upstream": ticket.upstream,
+                    "status": "error",
+                    "error_code": error.code,
+                    "http_status": http_status,
+                },
+            )
         if isinstance(error, UpstreamError):
             self.metrics.upstream_errors.labels(ticket.upstream, error.code).inc()
