@@ -315,19 +315,7 @@ async def ledger_verify(request: Request) -> Response:
     runtime = _runtime(request)
     full = request.query_params.get("full", "false").lower() in ("1", "true", "yes")
     report = await runtime.in_store(runtime.metering.store.verify_chain, from_checkpoint=not full)
-    problem = report.problem
-    return json_response(
-        {
-            "ok": report.ok,
-            "full": full,
-            "entries_checked": report.entries_checked,
-            "head_seq": report.head_seq,
-            "head_hash": report.head_hash,
-            "problem": None
-            if problem is None
-            else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail},
-        }
-    )
+    return json_response({**report.to_dict(), "full": full})
 
 
 async def openapi(request: Request) -> Response:

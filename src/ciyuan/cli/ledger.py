@@ -110,15 +110,7 @@ def verify(
     with opened_store(ctx, as_json=as_json) as store:
         report = store.verify_chain(public_key=key)
     problem = report.problem
-    data = {
-        "ok": report.ok,
-        "entries_checked": report.entries_checked,
-        "head_seq": report.head_seq,
-        "head_hash": report.head_hash,
-        "problem": None
-        if problem is None
-        else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail},
-    }
+    data = report.to_dict()
     human = (
         f"chain verified: {report.entries_checked} transfers, head {report.head_seq} "
         f"{report.head_hash[:16]}…"

@@ -185,11 +185,7 @@ class Runtime:
             request_log.info(
                 "request settled",
                 extra={
-                    "request_id": ticket.request_id,
-                    "api_key": ticket.api_key.prefix,
-                    "api": ticket.api,
-                    "model": ticket.model,
-                    "upstream": ticket.upstream,
+                    **_log_fields(ticket),
                     "status": status,
                     "usage_source": usage_source,
                     "input_tokens": usage.input_total,
@@ -231,11 +227,7 @@ class Runtime:
             request_log.info(
                 "request failed before output, nothing charged",
                 extra={
-                    "request_id": ticket.request_id,
-                    "api_key": ticket.api_key.prefix,
-                    "api": ticket.api,
-                    "model": ticket.model,
-                    "upstream": ticket.upstream,
+                    **_log_fields(ticket),
                     "status": "error",
                     "error_code": error.code,
                     "http_status": http_status,
@@ -243,3 +235,14 @@ class Runtime:
             )
         if isinstance(error, UpstreamError):
             self.metrics.upstream_errors.labels(ticket.upstream, error.code).inc()
+
+
+def _log_fields(ticket: Ticket) -> dict[str, str]:
+    """What every request log line names: ids and routing, never a secret or any content."""
+    return {
+        "request_id": ticket.request_id,
+        "api_key": ticket.api_key.prefix,
+        "api": ticket.api,
+        "model": ticket.model,
+        "upstream": ticket.upstream,
+    }

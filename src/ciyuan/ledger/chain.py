@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from ciyuan.ledger.transfers import Transfer
 
@@ -73,6 +73,19 @@ class ChainReport:
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as the CLI, the admin API and JSON files show it."""
+        problem = self.problem
+        return {
+            "ok": self.ok,
+            "entries_checked": self.entries_checked,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "problem": None
+            if problem is None
+            else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail},
+        }
 
 
 class ChainWalker:

@@ -226,16 +226,3 @@ def _checkpoint_problem(
                 cp.seq, "altered", "a checkpoint's signature is not valid for this key"
             )
     return None
-
-
-def report_to_dict(report: ChainReport) -> dict[str, Any]:
-    problem = report.problem
-    return {
-        "ok": report.ok,
-        "entries_checked": report.entries_checked,
-        "head_seq": report.head_seq,
-        "head_hash": report.head_hash,
-        "problem": None
-        if problem is None
-        else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail},
-    }
