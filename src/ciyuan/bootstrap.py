@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from ciyuan.admin.auth import admin_config
 from ciyuan.apikeys import Secret
 from ciyuan.clock import Clock, SystemClock
-from ciyuan.gateway.admission import Admission, RatePolicy
+from ciyuan.gateway.admission import Admission, ModelLimit, RatePolicy
 from ciyuan.gateway.app import create_app
 from ciyuan.gateway.limits import RequestLimits
 from ciyuan.gateway.routing import Deployment, Route, Router
@@ -53,6 +53,10 @@ def rate_policy(settings: Settings) -> RatePolicy:
         account_rpm=settings.account_rpm,
         account_tpm=settings.account_tpm,
         account_concurrency_max=settings.account_concurrency_max,
+        model_limits=tuple(
+            ModelLimit(limit.model, limit.rpm, limit.tpm, limit.concurrency)
+            for limit in settings.model_limits
+        ),
         lease_s=settings.concurrency_lease_s,
     )
 
@@ -184,6 +188,7 @@ def build_app(
         store_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ciyuan-store"),
         # Inline only without fsync: a power-durable commit may wait on the disk for ms.
         log_requests=settings.log_requests,
+        tracing=settings.tracing,
         store_inline=settings.store_inline
         and settings.db.startswith("sqlite")
         and settings.durability == "process",

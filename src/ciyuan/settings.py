@@ -57,6 +57,24 @@ class RouteConfig(BaseModel):
     deployments: list[DeploymentConfig] = Field(min_length=1)
 
 
+class ModelLimitConfig(BaseModel):
+    """Rate limits for the calls of one API key to the models a glob names; ``None``: none.
+
+    Counted per key and per model name: with ``model = "gpt-4o*"``, gpt-4o and gpt-4o-mini
+    each have their own ``rpm`` on each key. The first entry whose glob matches applies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1, description="A model name or a glob such as 'gpt-4o*'.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute per key and model.")
+    tpm: int | None = Field(
+        None, ge=1, description="Model tokens (input + output) per minute per key and model."
+    )
+    concurrency: int | None = Field(
+        None, ge=1, description="Requests in flight at once per key and model."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIYUAN_", extra="forbid", frozen=True)
 
@@ -71,6 +89,10 @@ class Settings(BaseSettings):
         "json", description="Logs on stderr: one JSON object per line, or plain text."
     )
     log_requests: bool = Field(True, description="Log one line per metered request (no content).")
+    tracing: bool = Field(
+        True,
+        description="OpenTelemetry spans of the pipeline stages; no-ops unless an SDK is set up.",
+    )
     store_inline: bool = Field(
         True,
         description="SQLite at process durability: run ledger transactions on the event loop.",
@@ -146,6 +168,12 @@ class Settings(BaseSettings):
     )
     account_concurrency_max: int | None = Field(
         None, ge=1, description="Requests in flight at once per account, over all of its keys."
+    )
+    model_limits: list[ModelLimitConfig] = Field(
+        default_factory=list,
+        description="Per-model limits on top of the others, counted per API key and model name "
+        "(ciyuan.toml [[model_limits]] or CIYUAN_MODEL_LIMITS as JSON): "
+        '[{"model": "gpt-4o*", "rpm": 10, "tpm": null, "concurrency": 2}]; first match applies.',
     )
     rate_limit_failure: Literal["open", "closed"] = Field(
         "open",

@@ -1,7 +1,8 @@
 """``ciyuan usage``: requests, model tokens and cost, grouped and over a period.
 
 Answered from the rollups (fast over millions of requests) unless ``--source raw`` asks for the
-raw events, which also give latency percentiles. ``--csv`` writes one row per group with a
+raw events, which also give latency percentiles. ``--by tag:team`` groups by a key's tag, from
+the raw events (rollups carry no tags). ``--csv`` writes one row per group with a
 header, for spreadsheets; ``--json`` one object.
 """
 
@@ -15,7 +16,7 @@ import typer
 
 from ciyuan.cli.context import opened_store
 from ciyuan.cli.output import JsonOption, emit, fail, table
-from ciyuan.metering.ports import GROUPS, ReportRow
+from ciyuan.metering.ports import GROUPS, TAG_GROUP_PREFIX, ReportRow
 from ciyuan.pricing.money import CURRENCY, Amount
 from ciyuan.reports.periods import PeriodError, parse_when
 
@@ -43,7 +44,11 @@ def usage(
     ctx: typer.Context,
     by: Annotated[
         list[str] | None,
-        typer.Option("--by", help=f"Group by (repeatable, in order): {', '.join(GROUPS)}."),
+        typer.Option(
+            "--by",
+            help=f"Group by (repeatable, in order): {', '.join(GROUPS)}, or "
+            f"{TAG_GROUP_PREFIX}NAME for a key tag (read from raw events).",
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="From this date or time (UTC), inclusive.")
@@ -60,7 +65,7 @@ def usage(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show requests, tokens and cost, grouped by account, key, model, day or hour."""
+    """Show requests, tokens and cost, grouped by account, key, model, key tag, day or hour."""
     group_by = by or ["model"]
     try:
         since_us = parse_when(since) if since else None

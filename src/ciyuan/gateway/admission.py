@@ -12,7 +12,12 @@ refunds the difference (or charges the excess) so a window counts what was reall
 
 A request refused here never touches the ledger: the relay calls ``admit`` before it reserves.
 Each limit applies to two scopes: the API key (the key's own ``rpm``/``tpm``/``concurrency_max``
-when it has them, else the defaults) and its account (every key of it together).
+when it has them, else the defaults) and its account (every key of it together). Where a
+``ModelLimit`` matches the requested model, its rules apply too, counted per key and model name
+(scope ``key:<id>|model:<name>``): charged in the same ``hit_all``, corrected and leased alike.
+
+Headers come in the dialect of the route: OpenAI's ``x-ratelimit-*`` or Anthropic's
+``anthropic-ratelimit-*`` (``ciyuan.limits.headers``), on success and on a 429 alike.
 
 Leases are renewed by one loop for every request in flight (not one task per request), so a
 stream longer than ``lease_s`` keeps its slot; a process that dies stops renewing, and its
@@ -22,8 +27,9 @@ slots come back by themselves within ``lease_s``.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
@@ -33,6 +39,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from ciyuan.errors import RateLimited
+from ciyuan.gateway.apis import Dialect
 from ciyuan.limits import (
     Charge,
     Decision,
@@ -40,6 +47,7 @@ from ciyuan.limits import (
     Lease,
     RateLimiter,
     Rule,
+    anthropic_ratelimit_headers,
     openai_ratelimit_headers,
     retry_after_s,
 )
@@ -58,6 +66,33 @@ _UNIT_WORDS: Final = {
     "input-tpm": "input tokens per minute",
     "output-tpm": "output tokens per minute",
 }
+_HEADERS: Final[dict[Dialect, Callable[[Iterable[Decision]], dict[str, str]]]] = {
+    "openai": openai_ratelimit_headers,
+    "anthropic": anthropic_ratelimit_headers,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimit:
+    """Limits for one API key's calls to the models ``glob`` names, per model name."""
+
+    glob: str
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+    def matches(self, model: str) -> bool:
+        return model == self.glob or fnmatch.fnmatchcase(model, self.glob)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Whose bucket a charge or slot is: ``label`` for metrics, ``owner`` for messages."""
+
+    key: str
+    label: str
+    owner: str
+    model_glob: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +107,17 @@ class RatePolicy:
     account_rpm: int | None = None
     account_tpm: int | None = None
     account_concurrency_max: int | None = None
+    model_limits: tuple[ModelLimit, ...] = ()
     lease_s: float = 60.0
+
+    def model_limit(self, model: str) -> ModelLimit | None:
+        """The first per-model limit whose glob matches ``model``."""
+        return next((limit for limit in self.model_limits if limit.matches(model)), None)
 
     @property
     def has_rate_rules(self) -> bool:
         """Whether any rule is configured, so a deployment can tell it needs a shared backend."""
-        return any(
+        return bool(self.model_limits) or any(
             value is not None
             for value in (
                 self.key_rpm,
@@ -93,7 +133,8 @@ class RatePolicy:
 
 
 class RateRefused(RateLimited):
-    """A 429 that carries OpenAI's ``x-ratelimit-*`` and ``retry-after`` headers."""
+    """A 429 that carries the route's rate-limit headers (OpenAI's ``x-ratelimit-*`` or
+    Anthropic's ``anthropic-ratelimit-*``) and ``retry-after``."""
 
     def __init__(
         self, message: str, *, retry_after_s: float, headers: dict[str, str], retry: bool = True
@@ -113,6 +154,7 @@ class Admitted:
     """What admission charged and holds for one request, until ``finish``."""
 
     charges: tuple[Charge, ...] = ()
+    scopes: tuple[_Scope, ...] = ()
     leases: list[Lease] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     finished: bool = False
@@ -139,53 +181,91 @@ class Admission:
 
     # ---- admit ----------------------------------------------------------------------------
 
+    def _scopes(
+        self, record: ApiKeyRecord, model: str | None
+    ) -> tuple[_Scope, _Scope, tuple[_Scope, ModelLimit] | None]:
+        key = _Scope(f"key:{record.id}", "key", "this API key")
+        account = _Scope(f"acct:{record.account_id}", "account", "this account")
+        limit = None if model is None else self.policy.model_limit(model)
+        if limit is None:
+            return key, account, None
+        # The model name, not the glob, is in the bucket's key: each matching model counts apart.
+        per_model = _Scope(f"{key.key}|model:{model}", "model", "this key", limit.glob)
+        return key, account, (per_model, limit)
+
     def _charges(
-        self, record: ApiKeyRecord, prompt_tokens: int, output_tokens: int
-    ) -> Iterator[Charge]:
+        self, record: ApiKeyRecord, model: str | None, prompt_tokens: int, output_tokens: int
+    ) -> Iterator[tuple[_Scope, Charge]]:
         p = self.policy
-        key, account = f"key:{record.id}", f"acct:{record.account_id}"
+        key, account, per_model = self._scopes(record, model)
         total = prompt_tokens + output_tokens
-        for scope, name, limit, cost in (
+        rules: list[tuple[_Scope, str, int | None, int]] = [
             (key, "rpm", record.rpm or p.key_rpm, 1),
             (key, "tpm", record.tpm or p.key_tpm, total),
             (key, "input-tpm", p.key_input_tpm, prompt_tokens),
             (key, "output-tpm", p.key_output_tpm, output_tokens),
             (account, "rpm", p.account_rpm, 1),
             (account, "tpm", p.account_tpm, total),
-        ):
-            if limit is not None:
-                yield Charge(scope, _rule(name, limit), cost)
+        ]
+        if per_model is not None:
+            scope, limit = per_model
+            rules += [(scope, "rpm", limit.rpm, 1), (scope, "tpm", limit.tpm, total)]
+        for scope, name, value, cost in rules:
+            if value is not None:
+                yield scope, Charge(scope.key, _rule(name, value), cost)
 
-    def _slots(self, record: ApiKeyRecord) -> Iterator[tuple[str, int]]:
+    def _slots(self, record: ApiKeyRecord, model: str | None) -> Iterator[tuple[_Scope, int]]:
+        key, account, per_model = self._scopes(record, model)
         key_max = record.concurrency_max or self.policy.key_concurrency_max
         if key_max is not None:
-            yield f"key:{record.id}", key_max
+            yield key, key_max
         if self.policy.account_concurrency_max is not None:
-            yield f"acct:{record.account_id}", self.policy.account_concurrency_max
+            yield account, self.policy.account_concurrency_max
+        if per_model is not None and per_model[1].concurrency is not None:
+            yield per_model[0], per_model[1].concurrency
 
     async def admit(
-        self, record: ApiKeyRecord, *, prompt_tokens: int, output_tokens: int
+        self,
+        record: ApiKeyRecord,
+        *,
+        prompt_tokens: int,
+        output_tokens: int,
+        model: str | None = None,
+        dialect: Dialect = "openai",
     ) -> Admitted:
-        """Charge every rule and take every slot, or raise ``RateRefused`` having kept none."""
+        """Charge every rule and take every slot, or raise ``RateRefused`` having kept none.
+
+        ``model`` selects the per-model limits (none when ``None``); ``dialect`` the headers."""
         assert prompt_tokens >= 0 and output_tokens >= 0
-        charges = tuple(self._charges(record, prompt_tokens, output_tokens))
+        headers_of = _HEADERS[dialect]
+        scoped = tuple(self._charges(record, model, prompt_tokens, output_tokens))
+        scopes = tuple(scope for scope, _ in scoped)
+        charges = tuple(charge for _, charge in scoped)
         decisions: tuple[Decision, ...] = ()
         if charges:
             decisions = await self.limiter.hit_all(charges)
             if not all(d.allowed for d in decisions):
-                raise self._refused(charges, decisions)
-        admitted = Admitted(charges, [], openai_ratelimit_headers(decisions))
-        for slot_key, limit in self._slots(record):
-            lease = await self.limiter.acquire(slot_key, limit, self.policy.lease_s)
+                raise self._refused(scopes, charges, decisions, headers_of)
+        admitted = Admitted(charges, scopes, [], headers_of(decisions))
+        for scope, limit in self._slots(record, model):
+            lease = await self.limiter.acquire(scope.key, limit, self.policy.lease_s)
             if lease is None:
                 # Give back what this request took: the rate charges were for a request that
                 # does not happen now (the refusal should not also cost a request).
                 await self._give_back(admitted, None, refund_requests=True)
-                scope = "key" if slot_key.startswith("key:") else "account"
-                self.refusals.labels("concurrency", scope).inc()
+                self.refusals.labels("concurrency", scope.label).inc()
+                if scope.model_glob is None:
+                    message = (
+                        f"the limit of {limit} requests in flight at once for {scope.owner} "
+                        "is reached"
+                    )
+                else:
+                    message = (
+                        f"the concurrency limit of {limit} for model {scope.model_glob} on "
+                        f"{scope.owner} is reached (requests in flight at once)"
+                    )
                 raise RateRefused(
-                    f"the limit of {limit} requests in flight at once for this "
-                    f"{'API key' if scope == 'key' else 'account'} is reached",
+                    message,
                     retry_after_s=CONCURRENCY_RETRY_AFTER_S,
                     headers={**admitted.headers, "retry-after": "1", "retry-after-ms": "1000"},
                 )
@@ -194,24 +274,36 @@ class Admission:
             self._live.add(admitted)
         return admitted
 
-    def _refused(self, charges: Sequence[Charge], decisions: Sequence[Decision]) -> RateRefused:
-        headers = openai_ratelimit_headers(decisions)
+    def _refused(
+        self,
+        scopes: Sequence[_Scope],
+        charges: Sequence[Charge],
+        decisions: Sequence[Decision],
+        headers_of: Callable[[Iterable[Decision]], dict[str, str]],
+    ) -> RateRefused:
+        headers = headers_of(decisions)
         wait_s = retry_after_s(decisions)
         reasons = []
-        for charge, decision in zip(charges, decisions, strict=True):
+        for scope, charge, decision in zip(scopes, charges, decisions, strict=True):
             if decision.allowed:
                 continue
-            scope = "key" if charge.key.startswith("key:") else "account"
-            self.refusals.labels(charge.rule.name, scope).inc()
-            owner = "this API key" if scope == "key" else "this account"
+            self.refusals.labels(charge.rule.name, scope.label).inc()
             words = _UNIT_WORDS.get(charge.rule.name, charge.rule.name)
+            if scope.model_glob is None:
+                rule = f"the {charge.rule.limit} {words} allowed for {scope.owner}"
+                limit = f"the limit of {charge.rule.limit} {words} for {scope.owner}"
+            else:
+                rule = limit = (
+                    f"the {charge.rule.name} limit of {charge.rule.limit} for model "
+                    f"{scope.model_glob} on {scope.owner} ({words})"
+                )
             if decision.retry_after_ms is None:
                 reasons.append(
-                    f"this request needs {charge.cost} of the {charge.rule.limit} {words} "
-                    f"allowed for {owner}, so it can never be admitted; ask for fewer tokens"
+                    f"this request needs {charge.cost} of {rule}, so it can never be "
+                    "admitted; ask for fewer tokens"
                 )
             else:
-                reasons.append(f"the limit of {charge.rule.limit} {words} for {owner} is reached")
+                reasons.append(f"{limit} is reached")
         message = "rate limit: " + "; ".join(reasons)
         if decisions and all(d.degraded for d in decisions):
             message = "rate limits cannot be checked right now (the limiter is unavailable)"

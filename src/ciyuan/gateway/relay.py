@@ -6,6 +6,12 @@
 
 The handler holds no pricing or ledger logic: it turns wire formats into the pipeline's inputs
 (a prompt count, an output limit, a :class:`Usage`) and the pipeline's outcome into headers.
+
+With ``runtime.tracing`` each request is an OpenTelemetry span ``ciyuan.request`` (request id,
+API, model, cost in nanos, status) with child spans ``ciyuan.authenticate``, ``ciyuan.count``,
+``ciyuan.reserve`` (the credit hold), ``ciyuan.upstream`` (until the whole
+body is read; for a stream, until its headers) and ``ciyuan.settle``. A stream's request span
+ends with the stream.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
+from opentelemetry import trace
+from opentelemetry.context import Context
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -24,13 +32,13 @@ from ciyuan.errors import CiyuanError, InvalidRequest, UpstreamError
 from ciyuan.gateway.apis import ApiSpec
 from ciyuan.gateway.request_parsing import api_key_of, parse_json_object, read_body, required_model
 from ciyuan.gateway.routing import Deployment, Resolved
-from ciyuan.gateway.runtime import Runtime
+from ciyuan.gateway.runtime import TRACER, Runtime, enter_span, error_code, exit_span
 from ciyuan.gateway.stream_meters import StreamMeter
 from ciyuan.gateway.upstream.client import read_capped
 from ciyuan.gateway.wire_errors import status_of
 from ciyuan.metering.pipeline import Outcome, Ticket
 from ciyuan.pricing.usage import Usage
-from ciyuan.tokens import count_request, count_text
+from ciyuan.tokens import RequestCount, count_request, count_text
 
 UPSTREAM_ERROR_BYTES_MAX: Final = 64 * 1024
 COUNT_INLINE_BYTES_MAX: Final = 64 * 1024
@@ -62,31 +70,76 @@ def _ms(nanos: int) -> str:
     return f"{nanos / 1e6:.3f}"
 
 
+def _close_span(span: trace.Span, status: str, outcome: Outcome | None = None) -> None:
+    if outcome is not None:
+        span.set_attribute("ciyuan.cost_nanos", outcome.cost.nanos)
+    span.set_attribute("ciyuan.status", status)
+    span.end()
+
+
 async def handle(request: Request, spec: ApiSpec) -> Response:
-    started_ns = time.perf_counter_ns()
     runtime: Runtime = request.app.state.runtime
-    api_key = await runtime.authenticate(api_key_of(request))
+    if not runtime.tracing:
+        return await _handle(request, spec, runtime, None)
+    span = TRACER.start_span("ciyuan.request", attributes={"ciyuan.api": spec.name})
+    token = enter_span(span)
+    try:
+        response = await _handle(request, spec, runtime, span)
+    except BaseException as error:
+        span.set_status(trace.StatusCode.ERROR, error_code(error))
+        _close_span(span, "error")
+        raise
+    finally:
+        exit_span(token)
+    if not isinstance(response, StreamingResponse):
+        _close_span(span, "ok" if response.status_code < 400 else "error")
+    return response
+
+
+async def _count_prompt(
+    runtime: Runtime, spec: ApiSpec, model: str, body: dict[str, Any], size: int
+) -> RequestCount:
+    with runtime.stage("ciyuan.count"):
+        if size > COUNT_INLINE_BYTES_MAX:
+            # Counting costs ~35 ms per MB: a big body must not stall every other request.
+            return await asyncio.to_thread(count_request, model, body, api=spec.name)
+        return count_request(model, body, api=spec.name)
+
+
+def _note(span: trace.Span | None, name: str, value: str | int) -> None:
+    if span is not None:
+        span.set_attribute(name, value)
+
+
+async def _handle(
+    request: Request, spec: ApiSpec, runtime: Runtime, span: trace.Span | None
+) -> Response:
+    started_ns = time.perf_counter_ns()
+    with runtime.stage("ciyuan.authenticate"):
+        api_key = await runtime.authenticate(api_key_of(request))
     raw = await read_body(request, runtime.limits.body_bytes_max, runtime.limits.body_timeout_s)
     body = parse_json_object(raw)
     model = required_model(body)
+    _note(span, "gen_ai.request.model", model)
     runtime.metering.check_scope(api_key, spec.name, model)
     stream, wants_usage = spec.stream_flags(body)
     output_limit = spec.output_limit(body)
     runtime.limits.check(body, output_limit)
     resolved = runtime.router.resolve(model, spec.dialect)
-    if len(raw) > COUNT_INLINE_BYTES_MAX:
-        # Counting costs ~35 ms per MB: a big body must not stall every other request.
-        prompt = await asyncio.to_thread(count_request, model, body, api=spec.name)
-    else:
-        prompt = count_request(model, body, api=spec.name)
+    prompt = await _count_prompt(runtime, spec, model, body, len(raw))
     output_tokens = (
         (output_limit or runtime.metering.policy.output_tokens_default) * spec.choices(body)
         if spec.produces_output
         else 0
     )
-    # Rate limits before the ledger: a refused request touches no money.
-    rate = await runtime.admit_rate(
-        api_key, prompt_tokens=prompt.total, output_tokens=output_tokens
+    # Rate limits before the ledger: a refused request touches no money. The model selects
+    # the per-model limits; the dialect picks OpenAI's or Anthropic's rate-limit headers.
+    rate = await runtime.admission.admit(
+        api_key,
+        prompt_tokens=prompt.total,
+        output_tokens=output_tokens,
+        model=model,
+        dialect=spec.dialect,
     )
     ticket = await runtime.admit(
         api_key,
@@ -99,24 +152,34 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
         price=resolved.price,
         cache_writes=spec.dialect == "anthropic" and b"cache_control" in raw,
     )
+    _note(span, "ciyuan.request_id", ticket.request_id)
     upstream_started_ns = time.perf_counter_ns()
-    try:
-        response, deployment = await _send(
-            runtime, spec, resolved, body, raw, stream, request.headers
-        )
-    except UpstreamRefused as refused:
-        await runtime.void_quietly(ticket, InvalidRequest("refused upstream"), refused.status)
-        return Response(refused.payload, refused.status, media_type=refused.content_type)
-    except CiyuanError as error:
-        await runtime.void_quietly(ticket, error, status_of(error))
-        raise
-    ticket.upstream = deployment.upstream.name
+    with runtime.stage("ciyuan.upstream"):
+        try:
+            response, deployment = await _send(
+                runtime, spec, resolved, body, raw, stream, request.headers
+            )
+        except UpstreamRefused as refused:
+            await runtime.void_quietly(ticket, InvalidRequest("refused upstream"), refused.status)
+            return Response(refused.payload, refused.status, media_type=refused.content_type)
+        except CiyuanError as error:
+            await runtime.void_quietly(ticket, error, status_of(error))
+            raise
+        ticket.upstream = deployment.upstream.name
+        if not stream:
+            try:
+                payload = await read_capped(response)
+            except CiyuanError as error:
+                await runtime.void_quietly(ticket, error, status_of(error))
+                raise
+            finally:
+                response.release()
     if stream:
         assert spec.meter is not None
         overhead_ns = upstream_started_ns - started_ns
         runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
         return StreamingResponse(
-            _relay(runtime, ticket, response, spec.meter(wants_usage), overhead_ns),
+            _relay(runtime, ticket, response, spec.meter(wants_usage), overhead_ns, span),
             media_type="text/event-stream",
             headers={
                 **rate.headers,
@@ -125,17 +188,11 @@ async def handle(request: Request, spec: ApiSpec) -> Response:
                 "cache-control": "no-cache",
             },
         )
-    try:
-        payload = await read_capped(response)
-    except CiyuanError as error:
-        await runtime.void_quietly(ticket, error, status_of(error))
-        raise
-    finally:
-        response.release()
     upstream_done_ns = time.perf_counter_ns()
     ticket.mark_first_byte()
     usage, source = _usage_of_body(spec, ticket, payload)
     outcome = await runtime.settle(ticket, usage, usage_source=source)
+    _note(span, "ciyuan.cost_nanos", outcome.cost.nanos)
     overhead_ns = (upstream_started_ns - started_ns) + (time.perf_counter_ns() - upstream_done_ns)
     runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
     headers = {
@@ -237,8 +294,19 @@ def _counted(ticket: Ticket, meter: StreamMeter) -> Usage:
 class _StreamRelay:
     """The state of one relayed stream: what was settled, sent and spent in the gateway."""
 
-    def __init__(self, runtime: Runtime, ticket: Ticket, meter: StreamMeter, overhead_ns: int):
+    def __init__(
+        self,
+        runtime: Runtime,
+        ticket: Ticket,
+        meter: StreamMeter,
+        overhead_ns: int,
+        trace_parent: Context | None = None,
+    ):
         self.runtime = runtime
+        self.trace_parent = trace_parent
+        """The request span's context: the stream runs outside the handler's."""
+        self.outcome: Outcome | None = None
+        self.status = "partial"
         self.ticket = ticket
         self.meter = meter
         self.overhead_ns = overhead_ns
@@ -262,9 +330,10 @@ class _StreamRelay:
                 self.done_marker = True
             elif step.usage is not None and step.render is not None and not self.settled:
                 outcome = await self.runtime.settle(
-                    self.ticket, step.usage, usage_source="reported"
+                    self.ticket, step.usage, usage_source="reported", trace_parent=self.trace_parent
                 )
                 self.settled = True
+                self.outcome, self.status = outcome, "ok"
                 now = time.perf_counter_ns()
                 self.overhead_ns += now - busy_from
                 busy_from = now
@@ -285,9 +354,10 @@ class _StreamRelay:
             usage = _counted(ticket, meter)
             status = "ok" if meter.finished else "partial"
             outcome = await self.runtime.settle(
-                ticket, usage, usage_source="counted", status=status
+                ticket, usage, usage_source="counted", status=status, trace_parent=self.trace_parent
             )
             self.settled = True
+            self.outcome, self.status = outcome, status
             self.overhead_ns += time.perf_counter_ns() - busy_from
             if meter.finished:
                 numbers = figures(outcome, "counted", self.overhead_ns)
@@ -304,7 +374,13 @@ class _StreamRelay:
         del self.meter.pieces[self.delivered :]
         usage = _counted(self.ticket, self.meter)
         self.runtime.spawn(
-            self.runtime.settle(self.ticket, usage, usage_source="counted", status="partial")
+            self.runtime.settle(
+                self.ticket,
+                usage,
+                usage_source="counted",
+                status="partial",
+                trace_parent=self.trace_parent,
+            )
         )
 
 
@@ -314,6 +390,7 @@ async def _relay(
     response: aiohttp.ClientResponse,
     meter: StreamMeter,
     overhead_ns: int,
+    span: trace.Span | None = None,
 ) -> AsyncIterator[bytes]:
     """Pass the stream through, settling when its usage arrives or it ends.
 
@@ -324,7 +401,8 @@ async def _relay(
     here would be cancelled too). The final ``ciyuan`` block reports the gateway's own time
     as ``overhead_ms``.
     """
-    relay = _StreamRelay(runtime, ticket, meter, overhead_ns)
+    parent = None if span is None else trace.set_span_in_context(span)
+    relay = _StreamRelay(runtime, ticket, meter, overhead_ns, parent)
     try:
         try:
             async for data in response.content.iter_any():
@@ -340,3 +418,5 @@ async def _relay(
     finally:
         response.close()
         relay.abandon()
+        if span is not None:
+            _close_span(span, relay.status, relay.outcome)

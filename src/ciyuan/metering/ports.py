@@ -141,7 +141,12 @@ class UsageRow:
 
 GROUPS: Final = ("account", "key", "model", "provider", "upstream", "api", "day", "hour", "status")
 """What a usage report can be grouped by. ``day`` and ``hour`` are UTC; ``provider`` is the
-catalog's provider of the model (else the ``provider/`` prefix of its name, else ``unknown``)."""
+catalog's provider of the model (else the ``provider/`` prefix of its name, else ``unknown``).
+Besides these, ``tag:NAME`` groups by the value of the API key's tag ``NAME`` (its metadata),
+:data:`UNTAGGED` for keys without it; rollups carry no tags, so it is answered from raw events."""
+
+TAG_GROUP_PREFIX: Final = "tag:"
+UNTAGGED: Final = "untagged"
 
 REPORT_SOURCES: Final = ("auto", "rollup", "raw")
 
@@ -361,11 +366,13 @@ class ReportStore(Protocol):
     ) -> list[ReportRow]:
         """Totals of the usage events with ``since_us <= created_us < until_us``, by group.
 
-        ``group_by`` is a sequence of names from :data:`GROUPS` (empty: one grand-total row,
-        or none when nothing matched). ``source`` is ``auto`` (the rollups, plus raw events for
-        any part-hour at either end), ``rollup`` (the same, never raw percentiles) or ``raw``
-        (usage events only, with percentiles). Every source gives the same sums exactly. Rows
-        are sorted by their group values in ``group_by`` order.
+        ``group_by`` is a sequence of names from :data:`GROUPS` or ``tag:NAME`` (empty: one
+        grand-total row, or none when nothing matched). ``source`` is ``auto`` (the rollups,
+        plus raw events for any part-hour at either end), ``rollup`` (the same, never raw
+        percentiles) or ``raw`` (usage events only, with percentiles). Every source gives the
+        same sums exactly. Rows are sorted by their group values in ``group_by`` order. Rollups
+        carry no key tags: a ``tag:NAME`` grouping reads raw events (``auto``: no percentiles)
+        and refuses ``rollup``.
         """
         ...
 

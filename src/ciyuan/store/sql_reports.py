@@ -3,18 +3,29 @@
 Rollups equal the events exactly (see ``sql_rollups``), so a report over a time range reads
 daily rollups for whole days, hourly rollups for whole hours at the ends, and raw events only
 for part-hours at the very ends, and still equals a report over raw events exactly.
+
+Groupings by an API key's tag (``tag:NAME``) are the exception: rollups do not carry tags, so
+such a report is always answered from raw events joined to ``api_keys`` (the key's tag as it
+is now, not as it was when the request ran), whatever the ``source``.
 """
 
 # ruff: noqa: S608  (SQL is composed from constant names and "?" lists only; values are bound)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ciyuan.errors import InvalidRequest
-from ciyuan.metering.ports import GROUPS, REPORT_SOURCES, ReportRow, UsageEvent
+from ciyuan.metering.ports import (
+    GROUPS,
+    REPORT_SOURCES,
+    TAG_GROUP_PREFIX,
+    UNTAGGED,
+    ReportRow,
+    UsageEvent,
+)
 from ciyuan.pricing.money import Amount
 from ciyuan.reports.buckets import (
     DAY_US,
@@ -30,6 +41,7 @@ from ciyuan.store.sql_holds import USAGE_COLUMNS, usage_event_from_row
 from ciyuan.store.sql_rollups import ROLLUPS, SUMS
 
 RECENT_LIMIT_MAX: Final = 1000
+TAG_NAME_CHARS_MAX: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +82,16 @@ class ReportQueries(SqlBase):
         api_key_id: str | None = None,
         source: str = "auto",
     ) -> list[ReportRow]:
+        """See :meth:`ReportStore.usage_report`. A ``tag:NAME`` grouping reads raw events only
+        (rollups carry no tags): ``source="rollup"`` is refused for it, ``auto`` reads raw
+        events (still without percentiles)."""
         groups = _checked_groups(group_by, source)
-        if source == "raw":
+        tagged = any(g.startswith(TAG_GROUP_PREFIX) for g in groups)
+        if tagged and source == "rollup":
+            raise InvalidRequest(
+                "rollups carry no key tags: use source raw or auto", param="source"
+            )
+        if source == "raw" or tagged:
             pieces = [_Piece(None, since_us, until_us)]
         else:
             # Daily rollups cannot answer an hourly grouping; hourly ones always can.
@@ -82,7 +102,9 @@ class ReportQueries(SqlBase):
         with self.read_transaction() as tx:
             models = [r[0] for r in tx.execute("SELECT DISTINCT model FROM usage_rollup_day")]
             for piece in pieces:
-                inner, params = _piece_query(piece, groups, models, account_id, api_key_id)
+                inner, params = _piece_query(
+                    piece, groups, models, account_id, api_key_id, self._tag_sql
+                )
                 shape = _with_percentiles if with_percentiles else _summed
                 for row in tx.execute(shape(inner, len(groups)), params):
                     _add(totals, row, len(groups), with_percentiles)
@@ -90,6 +112,14 @@ class ReportQueries(SqlBase):
         rows = [_report_row(key, sums, groups, names) for key, sums in totals.items()]
         rows.sort(key=lambda r: [r.group[g] for g in groups])
         return rows
+
+    def _tag_sql(self, column: str) -> str:
+        """The dialect hook: SQL giving the text value of the JSON object ``column`` at a
+        bound key (``?``), or NULL when the key is absent. Keys are bound, never spliced, so a
+        tag name may hold any character."""
+        if self.url.startswith(("postgresql:", "postgres:")):
+            return f"({column}::jsonb ->> ?::text)"
+        return f"(SELECT j.value FROM json_each({column}) j WHERE j.key = ?)"
 
     def _display_names(self, tx: Tx, groups: Sequence[str]) -> dict[str, dict[Any, str]]:
         names: dict[str, dict[Any, str]] = {}
@@ -149,10 +179,12 @@ class ReportQueries(SqlBase):
 def _checked_groups(group_by: Sequence[str], source: str) -> tuple[str, ...]:
     if isinstance(group_by, str):
         raise InvalidRequest("group_by is a sequence of group names", param="group_by")
-    unknown = [g for g in group_by if g not in GROUPS]
+    unknown = [g for g in group_by if g not in GROUPS and not _is_tag_group(g)]
     if unknown:
         raise InvalidRequest(
-            f"cannot group by {unknown[0]!r}; choose from {', '.join(GROUPS)}", param="group_by"
+            f"cannot group by {unknown[0]!r}; choose from {', '.join(GROUPS)} "
+            f"or {TAG_GROUP_PREFIX}NAME",
+            param="group_by",
         )
     if len(set(group_by)) != len(group_by):
         raise InvalidRequest("group_by names a group twice", param="group_by")
@@ -161,6 +193,14 @@ def _checked_groups(group_by: Sequence[str], source: str) -> tuple[str, ...]:
             f"source must be one of {', '.join(REPORT_SOURCES)}, not {source!r}", param="source"
         )
     return tuple(group_by)
+
+
+def _is_tag_group(group: object) -> bool:
+    return (
+        isinstance(group, str)
+        and group.startswith(TAG_GROUP_PREFIX)
+        and 0 < len(group) - len(TAG_GROUP_PREFIX) <= TAG_NAME_CHARS_MAX
+    )
 
 
 def _group_expression(group: str, at: str, models: Sequence[str]) -> tuple[str, list[Any]]:
@@ -192,8 +232,13 @@ def _piece_query(
     models: Sequence[str],
     account_id: str | None,
     api_key_id: str | None,
+    tag_sql: Callable[[str], str],
 ) -> tuple[str, list[Any]]:
-    """The inner ``SELECT`` of one piece: group keys ``k0…`` and the values to sum, per row."""
+    """The inner ``SELECT`` of one piece: group keys ``k0…`` and the values to sum, per row.
+
+    Tag groups join the events to a derived table of the keys' tags (``key_tags``: only its
+    own column names, so the events' columns stay unambiguous); a key without the tag, or an
+    event without a key, groups as ``untagged``."""
     if piece.width_us is None:
         table, at = "usage_events", "created_us"
         row_sums = (
@@ -205,10 +250,25 @@ def _piece_query(
         at, row_sums = "bucket_us", SUMS
     keys: list[str] = []
     params: list[Any] = []
+    tags: list[str] = []
+    tag_params: list[Any] = []
     for index, group in enumerate(groups):
+        if group.startswith(TAG_GROUP_PREFIX):
+            assert piece.width_us is None, "tag groups read raw events only"
+            tags.append(f"{tag_sql('metadata')} AS t{len(tags)}")
+            tag_params.append(group.removeprefix(TAG_GROUP_PREFIX))
+            keys.append(f"COALESCE(key_tags.t{len(tags) - 1}, '{UNTAGGED}') AS k{index}")
+            continue
         expression, bound = _group_expression(group, at, models)
         keys.append(f"{expression} AS k{index}")
         params += bound
+    source = table
+    if tags:
+        source += (
+            f" LEFT JOIN (SELECT id AS tag_key_id, {', '.join(tags)} FROM api_keys) key_tags"
+            " ON key_tags.tag_key_id = api_key_id"
+        )
+        params += tag_params
     where: list[str] = []
     for clause, value in (
         (f"{at} >= ?", piece.since_us),
@@ -219,7 +279,7 @@ def _piece_query(
         if value is not None:
             where.append(clause)
             params.append(value)
-    inner = f"SELECT {', '.join([*keys, row_sums])} FROM {table}"
+    inner = f"SELECT {', '.join([*keys, row_sums])} FROM {source}"
     if where:
         inner += " WHERE " + " AND ".join(where)
     return inner, params
