@@ -40,6 +40,7 @@ log = logging.getLogger("ciyuan.admin")
 ADMIN_BODY_BYTES_MAX: Final = 64 * 1024
 IDEMPOTENCY_KEY_CHARS_MAX: Final = 128
 LABEL_CHARS_MAX: Final = 200
+_BOOLEAN: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def json_response(data: object, status: int = 200) -> Response:
@@ -160,14 +161,32 @@ async def grant(request: Request) -> Response:
     """Add credit. An idempotency key is required: a retried grant must never pay twice."""
     _require_admin(request)
     body = await _body(request)
-    idempotency_key = request.headers.get("idempotency-key") or body.get("idempotency_key")
-    if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 128:
+    # Both places are checked when both are given: a body key that would be silently ignored
+    # could make a client believe two different grants are distinct.
+    given = [request.headers.get("idempotency-key"), body.get("idempotency_key")]
+    keys = [key for key in given if key is not None]
+    if not keys or any(
+        not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_CHARS_MAX for key in keys
+    ):
         raise InvalidRequest(
-            "a grant needs an Idempotency-Key header (or idempotency_key) of 1 to 128 characters",
+            "a grant needs an Idempotency-Key header (or idempotency_key) of 1 to "
+            f"{IDEMPOTENCY_KEY_CHARS_MAX} characters",
             param="idempotency_key",
         )
+    if len(set(keys)) > 1:
+        raise InvalidRequest(
+            "the Idempotency-Key header and idempotency_key differ", param="idempotency_key"
+        )
+    idempotency_key = str(keys[0])
     amount = _amount(body.get("amount"), "amount")
-    expires_us = parse_time_us(body.get("expires_at"), "expires_at")
+    expires_at = body.get("expires_at")
+    if expires_at is not None and not isinstance(expires_at, str):
+        # parse_time_us reads text: any other JSON value is the client's mistake, not a 500.
+        raise InvalidRequest(
+            "expires_at must be a date (2026-11-01) or an ISO 8601 time string",
+            param="expires_at",
+        )
+    expires_us = parse_time_us(expires_at, "expires_at")
     runtime = _runtime(request)
     store = runtime.metering.store
     account = await runtime.in_store(store.get_account, request.path_params["account"])
@@ -313,7 +332,11 @@ async def ledger_verify(request: Request) -> Response:
     """Walk the hash chain: from the newest checkpoint (cheap) or, with ``?full=true``, all."""
     _require_admin(request)
     runtime = _runtime(request)
-    full = request.query_params.get("full", "false").lower() in ("1", "true", "yes")
+    text = request.query_params.get("full", "false").lower()
+    if text not in _BOOLEAN:
+        # A typo (full=ture) must not silently run the cheap check the operator did not ask for.
+        raise InvalidRequest("full must be true or false", param="full")
+    full = _BOOLEAN[text]
     report = await runtime.in_store(runtime.metering.store.verify_chain, from_checkpoint=not full)
     return json_response({**report.to_dict(), "full": full})
 

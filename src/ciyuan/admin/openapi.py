@@ -103,11 +103,14 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "amount": _MONEY,
             "idempotency_key": {
-                "type": "string",
+                "type": ["string", "null"],
                 "maxLength": 128,
                 "description": "Or the Idempotency-Key header; one of the two is required.",
             },
-            "expires_at": {"type": "string", "description": "Unspent credit expires then."},
+            "expires_at": {
+                "type": ["string", "null"],
+                "description": "Unspent credit expires then (a date or ISO 8601 time).",
+            },
         },
     },
     "Grant": {

@@ -7,7 +7,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -16,11 +18,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ciyuan.admin.auth import NO_ADMIN, AdminConfig
 from ciyuan.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ciyuan.admin.site import admin_routes
-from ciyuan.errors import CiyuanError, InvalidRequest
+from ciyuan.errors import CiyuanError, InvalidRequest, NotFound
 from ciyuan.gateway import apis, self_service
 from ciyuan.gateway.admission import RateRefused
 from ciyuan.gateway.apis import ApiSpec
 from ciyuan.gateway.info_routes import count_tokens, list_models, receipt
+from ciyuan.gateway.limits import guarded_http_protocol
+from ciyuan.gateway.openapi import OPENAPI
 from ciyuan.gateway.relay import handle
 from ciyuan.gateway.runtime import Runtime
 from ciyuan.gateway.wire_errors import anthropic_error, openai_error
@@ -44,6 +48,21 @@ async def _on_ciyuan_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CiyuanError)
     request.app.state.runtime.metrics.refused.labels(exc.code).inc()
     return _render(request, exc)
+
+
+async def _on_http(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such route) and 405 (wrong method) in the provider's error
+    format too, so an SDK pointed at a wrong path raises its typed error instead of failing to
+    parse a plain-text body. The status and its headers (405's ``allow``) are kept."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error: CiyuanError = NotFound(f"no route {request.method} {request.url.path}")
+    else:
+        error = InvalidRequest(f"{request.method} is not allowed on {request.url.path}")
+    response = _render(request, error)
+    response.status_code = exc.status_code
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
@@ -72,6 +91,11 @@ async def metrics(request: Request) -> Response:
     return Response(runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
+async def client_openapi(request: Request) -> Response:
+    """The OpenAPI document of the ``/v1`` API: public, it holds no secret."""
+    return Response(orjson.dumps(OPENAPI), media_type="application/json")
+
+
 def _metered(spec: ApiSpec) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         return await handle(request, spec)
@@ -89,7 +113,10 @@ class HeaderLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            # The request target counts too: a megabyte of query string is a header-sized
+            # attack, not a request to route.
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) for name, value in scope["headers"])
             if size > self.header_bytes_max:
                 error = InvalidRequest(
                     f"request headers exceed the limit of {self.header_bytes_max} bytes"
@@ -140,6 +167,7 @@ def create_app(runtime: Runtime, admin: AdminConfig | None = None) -> Starlette:
             Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/ciyuan/receipts/{request_id}", receipt, methods=["GET"]),
+            Route("/v1/ciyuan/openapi.json", client_openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
@@ -148,9 +176,18 @@ def create_app(runtime: Runtime, admin: AdminConfig | None = None) -> Starlette:
             *self_service.routes(),
             *admin_routes(runtime, admin or NO_ADMIN),
         ],
-        exception_handlers={CiyuanError: _on_ciyuan_error, Exception: _on_unexpected},
+        exception_handlers={
+            CiyuanError: _on_ciyuan_error,
+            HTTPException: _on_http,
+            Exception: _on_unexpected,
+        },
         lifespan=lifespan,
     )
+    # No 307 from /v1/chat/completions/ to the slashless path: the redirect's Location is built
+    # from the client's Host header (reflected input), and an SDK would re-send the POST.
+    app.router.redirect_slashes = False
     app.state.runtime = runtime
+    # ciyuan serve runs uvicorn with this protocol: bounded, timed request heads.
+    app.state.http_protocol = guarded_http_protocol(runtime.limits)
     app.add_middleware(HeaderLimit, header_bytes_max=runtime.limits.header_bytes_max)
     return app
