@@ -188,6 +188,7 @@ def build_app(
         store_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ciyuan-store"),
         # Inline only without fsync: a power-durable commit may wait on the disk for ms.
         log_requests=settings.log_requests,
+        log_prompts=settings.log_prompts,
         tracing=settings.tracing,
         store_inline=settings.store_inline
         and settings.db.startswith("sqlite")

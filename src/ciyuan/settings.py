@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         "json", description="Logs on stderr: one JSON object per line, or plain text."
     )
     log_requests: bool = Field(True, description="Log one line per metered request (no content).")
+    log_prompts: bool = Field(
+        False,
+        description="Put each request's prompt and completion text on its JSON request log line "
+        "(fields 'prompt' and 'completion'): customer content in the logs, for debugging only. "
+        "API keys are never logged either way.",
+    )
     tracing: bool = Field(
         True,
         description="OpenTelemetry spans of the pipeline stages; no-ops unless an SDK is set up.",
@@ -99,6 +105,14 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8400, ge=0, le=65535, description="Port the gateway listens on.")
+    tls_certfile: Path | None = Field(
+        None,
+        description="PEM certificate (chain) for native HTTPS; with tls_keyfile the gateway "
+        "serves https only. Unset: plain http (terminate TLS at a reverse proxy, docs/tls.md).",
+    )
+    tls_keyfile: Path | None = Field(
+        None, description="PEM private key of tls_certfile; set both or neither."
+    )
     upstream_url: str = Field(
         DEMO_UPSTREAM,
         description="OpenAI-compatible upstream base URL (…/v1), or 'demo' for the built-in one.",

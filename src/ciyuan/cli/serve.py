@@ -7,6 +7,10 @@ Nothing but the socket is shared, so every worker opens its own database pool an
 after the fork. Workers share state only through PostgreSQL (money) and Redis (rate limits,
 revocations), so they must use both; the same holds for several ``serve`` processes on
 different ports or hosts.
+
+TLS: by default the gateway speaks plain http and expects a reverse proxy in front of it to
+terminate TLS. With ``--tls-cert``/``--tls-key`` (``tls_certfile``/``tls_keyfile``) uvicorn
+serves https itself on the same port, and plain http there is refused (docs/tls.md).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import typer
 import uvicorn
@@ -45,16 +50,26 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(app: object, *, log_level: str = "warning") -> uvicorn.Server:
+def _server(
+    app: object, *, log_level: str = "warning", settings: Settings | None = None
+) -> uvicorn.Server:
+    """A uvicorn server for ``app``; with ``settings`` naming a certificate, one serving https."""
+    tls: dict[str, Any] = {}
+    if settings is not None and settings.tls_certfile is not None:
+        tls = {
+            "ssl_certfile": str(settings.tls_certfile),
+            "ssl_keyfile": str(settings.tls_keyfile),
+        }
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         loop="none",
-        http="httptools",
+        http=getattr(getattr(app, "state", None), "http_protocol", "httptools"),
         lifespan="on",
         access_log=False,
         log_level=log_level,
         timeout_keep_alive=30,
         server_header=False,
+        **tls,
     )
     return uvicorn.Server(config)
 
@@ -90,13 +105,43 @@ def _masked(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def _without_password(url: str) -> str:
+    """A database URL fit for the banner: its password (in the netloc or the query) masked."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        user_host = parts.netloc.rpartition("@")
+        user = user_host[0].partition(":")[0]
+        parts = parts._replace(netloc=f"{user}:***@{user_host[2]}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name.lower() == "password" for name, _ in query):
+        masked = [(n, "***" if n.lower() == "password" else v) for n, v in query]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    return url if parts == urlsplit(url) else parts.geturl()
+
+
+def tls_problem(settings: Settings) -> str | None:
+    """Why the TLS settings cannot work, or None: both files or neither, and readable."""
+    files = {"--tls-cert": settings.tls_certfile, "--tls-key": settings.tls_keyfile}
+    given = [path for path in files.values() if path is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return "native TLS needs both --tls-cert and --tls-key (CIYUAN_TLS_CERTFILE/KEYFILE)"
+    for option, path in files.items():
+        assert path is not None
+        if not Path(path).is_file():
+            return f"{option}: no such file {path}"
+    return None
+
+
 def _banner(settings: Settings, port: int, demo_url: str | None) -> None:
-    base = f"http://{settings.host}:{port}"
+    scheme = "https" if settings.tls_certfile is not None else "http"
+    base = f"{scheme}://{settings.host}:{port}"
     workers = f" ({settings.workers} workers)" if settings.workers > 1 else ""
     console.print(
         f"[bold green]Ciyuan gateway listening on {base}[/bold green]{workers}", highlight=False
     )
-    console.print(f"database: {settings.db}", highlight=False)
+    console.print(f"database: {_without_password(settings.db)}", highlight=False)
     if settings.redis:
         limits = f"Redis at {_masked(settings.redis)}, failing {settings.rate_limit_failure}"
     else:
@@ -144,7 +189,7 @@ async def _serve_gateway(
 
     configure_logging(settings.log_format)
     app = build_app(settings, demo_url=demo_url)
-    server = _server(app)
+    server = _server(app, settings=settings)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await _wait_started(server, task)
     _reload_on_sighup(app)
@@ -339,13 +384,32 @@ def serve(
             "PostgreSQL, and Redis when rate limits are set.",
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            help="PEM certificate (chain) to serve https natively (or CIYUAN_TLS_CERTFILE); "
+            "needs --tls-key. Unset: plain http, for a TLS-terminating proxy (docs/tls.md).",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", help="PEM private key of --tls-cert (or CIYUAN_TLS_KEYFILE)."),
+    ] = None,
 ) -> None:
     """Run the gateway (SQLite and the built-in demo upstream unless configured otherwise)."""
     try:
-        settings = cli_context(ctx).settings(host=host, port=port, redis=redis, workers=workers)
+        settings = cli_context(ctx).settings(
+            host=host,
+            port=port,
+            redis=redis,
+            workers=workers,
+            tls_certfile=tls_cert,
+            tls_keyfile=tls_key,
+        )
     except ValueError as error:
         fail(str(error), as_json=False)
-    problem = scale_out_problem(settings)
+    problem = tls_problem(settings) or scale_out_problem(settings)
     if problem is not None:
         fail(problem, as_json=False)
     try:

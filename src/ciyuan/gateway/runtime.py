@@ -37,7 +37,7 @@ from ciyuan.gateway.routing import Router
 from ciyuan.gateway.upstream.client import UpstreamClient
 from ciyuan.keycache import RevocationListener
 from ciyuan.limits import MemoryLimiter
-from ciyuan.logs import REQUEST_LOGGER
+from ciyuan.logs import REQUEST_LOGGER, capped, prompt_text
 from ciyuan.metering.pipeline import Metering, Outcome, Ticket
 from ciyuan.metering.ports import ApiKeyRecord
 from ciyuan.pricing.usage import Usage
@@ -75,6 +75,9 @@ class Runtime:
     admission: Admission = field(default_factory=_unlimited)
     revocations: RevocationListener | None = None
     log_requests: bool = True
+    log_prompts: bool = False
+    """The operator's opt-in (``CIYUAN_LOG_PROMPTS``): request log lines carry the prompt and
+    completion text too. Off, nothing a customer typed reaches a log; keys never do."""
     tracing: bool = True
     """OpenTelemetry spans of the pipeline stages (no-ops unless an SDK is configured)."""
     store_inline: bool = False
@@ -85,6 +88,8 @@ class Runtime:
     """Builds the budget-alert webhook sender when a webhook secret is configured."""
     _webhook_session: aiohttp.ClientSession | None = None
     _admitted: dict[str, Admitted] = field(default_factory=dict)
+    _prompts: dict[str, str] = field(default_factory=dict)
+    """Prompt texts kept for the request log line, by request id; only with ``log_prompts``."""
 
     async def in_store(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a blocking store call on the store's executor (one thread for SQLite), or right
@@ -145,6 +150,11 @@ class Runtime:
             # In the background: a Redis round trip need not delay the response.
             self.spawn(self.admission.finish(rate, usage))
 
+    def keep_prompt(self, ticket: Ticket, body: dict[str, Any]) -> None:
+        """Keep the prompt's text for the request's log line, when the operator asked for it."""
+        if self.log_prompts and self.log_requests:
+            self._prompts[ticket.request_id] = prompt_text(body)
+
     def start_services(self) -> list[asyncio.Task[None]]:
         """Lease renewal and, with Redis, the key-revocation listener; cancelled at shutdown."""
         tasks = [asyncio.create_task(self.admission.renew_forever())]
@@ -183,9 +193,12 @@ class Runtime:
         usage_source: str,
         status: str = "ok",
         trace_parent: Context | None = None,
+        completion: Callable[[], str] | None = None,
     ) -> Outcome:
         """Settle a request and record what it cost in the metrics (and a ``ciyuan.settle``
-        span, under ``trace_parent`` when the caller runs outside the request's context)."""
+        span, under ``trace_parent`` when the caller runs outside the request's context).
+        ``completion`` gives the output's text, read only for a ``log_prompts`` log line."""
+        prompt = self._prompts.pop(ticket.request_id, None)
         started = time.perf_counter()
         try:
             with self.stage("ciyuan.settle", trace_parent):
@@ -212,18 +225,19 @@ class Runtime:
             outcome.unbilled.nanos,
         )
         if self.log_requests:
-            request_log.info(
-                "request settled",
-                extra={
-                    **_log_fields(ticket),
-                    "status": status,
-                    "usage_source": usage_source,
-                    "input_tokens": usage.input_total,
-                    "output_tokens": usage.output_total,
-                    "cost": str(outcome.cost),
-                    "latency_ms": round((time.perf_counter_ns() - ticket.started_ns) / 1e6, 3),
-                },
-            )
+            fields: dict[str, object] = {
+                **_log_fields(ticket),
+                "status": status,
+                "usage_source": usage_source,
+                "input_tokens": usage.input_total,
+                "output_tokens": usage.output_total,
+                "cost": str(outcome.cost),
+                "latency_ms": round((time.perf_counter_ns() - ticket.started_ns) / 1e6, 3),
+            }
+            if self.log_prompts:
+                fields["prompt"] = prompt or ""
+                fields["completion"] = capped(completion()) if completion is not None else ""
+            request_log.info("request settled", extra=fields)
         return outcome
 
     async def _settle_retrying(
@@ -249,6 +263,7 @@ class Runtime:
     async def void_quietly(self, ticket: Ticket, error: CiyuanError, http_status: int) -> None:
         """Release the hold of a request that failed before output, and count the failure."""
         self._finish_rate(ticket, None)
+        prompt = self._prompts.pop(ticket.request_id, None)
         await self.in_store(
             self.metering.void, ticket, error_code=error.code, http_status=http_status
         )
@@ -261,6 +276,7 @@ class Runtime:
                     "status": "error",
                     "error_code": error.code,
                     "http_status": http_status,
+                    **({"prompt": prompt or ""} if self.log_prompts else {}),
                 },
             )
         if isinstance(error, UpstreamError):
