@@ -132,7 +132,9 @@ def messages(req: DemoRequest) -> JsonReply | StreamReply:
         "stop_sequence": None,
     }
     if not req.directives.no_usage:
-        message["usage"] = _usage(prompt, output.tokens, req)
+        message["usage"] = usage.corrupted(
+            _usage(prompt, output.tokens, req), req.directives, ("input_tokens",), "output_tokens"
+        )
     if flag(body, "stream"):
         return StreamReply(
             _frames(req, message, output, prompt),
@@ -190,6 +192,7 @@ def _frames(
                 "cache_read_input_tokens",
                 "output_tokens",
             )
+            if key in final  # usage:missing drops some
         }
     yield event_frame("message_delta", closing)
     yield event_frame("message_stop", {"type": "message_stop"})

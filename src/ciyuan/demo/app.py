@@ -4,10 +4,17 @@ A raw ASGI callable rather than Starlette routes because faults need control a f
 ``cut:N`` returns without finishing the response, which makes the server drop the connection
 mid-body exactly as a crashed provider would, and benchmarks want as little overhead here as
 possible. Handlers (``openai_wire`` and friends) are pure; this module does all the I/O.
+
+``reset`` goes one step further than ASGI allows: it reaches the server's transport through the
+``receive`` callable (uvicorn's request cycle, which ``ciyuan demo-upstream`` runs) and aborts it
+with ``SO_LINGER`` 0, so the peer gets a TCP RST. Under a server without that shape it degrades
+to a ``cut`` (the connection closed mid-message), still a broken response.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -30,6 +37,7 @@ from . import (
 )
 from .exchange import DemoRequest, JsonReply, StreamReply, new_id
 from .faults import Directives
+from .usage import BIGNUM_JSON, BIGNUM_SENTINEL
 from .wire_errors import Dialect, WireError, of_status
 
 BODY_BYTES_MAX: Final = 8 * 1024 * 1024
@@ -51,6 +59,9 @@ SSE_HEADERS: Final = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
 )
+_BIGNUM_QUOTED: Final = b'"' + BIGNUM_SENTINEL.encode() + b'"'
+HUGE_PIECE_BYTES: Final = 1024 * 1024
+"""Padding goes out in writes of this size, as a real server's would."""
 
 
 class ClientGone(Exception):
@@ -119,6 +130,40 @@ def _parse_json(raw: bytes, dialect: Dialect) -> dict[str, Any]:
     return body
 
 
+async def _abort(receive: Receive) -> None:
+    """Abort the connection with a TCP RST (see the module docstring), then wait until the
+    server has noticed, so it does not try to answer on a dead connection."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None:
+        return  # not uvicorn: returning unfinished closes the connection instead
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    with anyio.move_on_after(5):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+def _spliced(payload: bytes, directives: Directives) -> bytes:
+    """``usage:bignum``: a count no JSON library of 64-bit integers can write or read back."""
+    if directives.usage_fault == "bignum":
+        return payload.replace(_BIGNUM_QUOTED, BIGNUM_JSON)
+    return payload
+
+
+def _broken_event(reply: StreamReply, kind: str) -> bytes:
+    """What ``malformed:KIND`` injects: in the stream's own event naming, when it names them."""
+    head = b""
+    if reply.broken.startswith(b"event:"):
+        head = reply.broken.split(b"\n", 1)[0] + b"\n"
+    if kind == "no-data":
+        return (head or b"event: message\n") + b"\n"
+    if kind == "binary":
+        return head + b"data: \xff\xfe\x00 not utf-8 \xc3\x28\n\n"
+    return reply.broken
+
+
 async def _pause(receive: Receive, delay_s: float) -> bool:
     """Wait ``delay_s`` unless the client leaves first; True when it is still connected.
 
@@ -162,7 +207,7 @@ class DemoUpstream:
         directives = faults.NONE
         try:
             if path == "/healthz":
-                await _send_json(send, JsonReply({"status": "ok"}), id_header)
+                await _send_json(send, receive, JsonReply({"status": "ok"}), id_header)
                 return
             directives = faults.parse(headers)
             handler = _route(method, path)
@@ -173,6 +218,9 @@ class DemoUpstream:
                 return
             if directives.status is not None:
                 raise of_status(directives.status)
+            if directives.reset_before:
+                await _abort(receive)
+                return
             request = DemoRequest(
                 method, path, headers, body, directives, request_id, int(time.time())
             )
@@ -196,16 +244,33 @@ class DemoUpstream:
         if isinstance(reply, StreamReply):
             await _send_stream(send, receive, reply, directives, id_header)
         else:
-            await _send_json(send, reply, id_header, directives)
+            await _send_json(send, receive, reply, id_header, directives)
+
+
+async def _send_pieces(send: Send, payload: bytes, *, last: bool) -> None:
+    """``payload`` in writes of at most ``HUGE_PIECE_BYTES`` (one for a normal reply)."""
+    for start in range(0, max(len(payload), 1), HUGE_PIECE_BYTES):
+        end = start + HUGE_PIECE_BYTES
+        more = not last or end < len(payload)
+        await send({"type": "http.response.body", "body": payload[start:end], "more_body": more})
 
 
 async def _send_json(
     send: Send,
+    receive: Receive,
     reply: JsonReply,
     id_header: tuple[bytes, bytes],
     directives: Directives = faults.NONE,
 ) -> None:
-    payload = orjson.dumps(reply.body)
+    body = reply.body
+    faulty = reply.status == 200
+    if faulty and directives.huge_bytes and isinstance(body, dict):
+        body = {**body, "x_demo_padding": "x" * directives.huge_bytes}
+    payload = _spliced(orjson.dumps(body), directives)
+    if faulty and directives.truncate_at is not None:
+        payload = payload[: directives.truncate_at]
+    if faulty and directives.malformed:
+        payload = payload[: len(payload) // 2].ljust(len(payload))
     headers = [
         JSON_TYPE,
         (b"content-length", str(len(payload)).encode()),
@@ -213,15 +278,38 @@ async def _send_json(
         *reply.headers,
     ]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    if directives.cut_after_chunks is not None:
+    if directives.cut_after_chunks is not None or directives.reset_after_chunks is not None:
         # Half a body then nothing: the server closes the connection when we return unfinished.
         await send(
             {"type": "http.response.body", "body": payload[: len(payload) // 2], "more_body": True}
         )
+        if directives.reset_after_chunks is not None:
+            await _abort(receive)
         return
-    if directives.malformed and reply.status == 200:
-        payload = payload[: len(payload) // 2].ljust(len(payload))
-    await send({"type": "http.response.body", "body": payload})
+    await _send_pieces(send, payload, last=True)
+
+
+def _stream_stop(directives: Directives) -> int | None:
+    """After how many content frames a faulty stream breaks off, if it does."""
+    for after in (
+        directives.cut_after_chunks,
+        directives.reset_after_chunks,
+        directives.truncate_at,
+        directives.stall_after_chunks,
+    ):
+        if after is not None:
+            return after
+    return None
+
+
+async def _break_off(send: Send, receive: Receive, directives: Directives, tail: bytes) -> None:
+    """End a stream the way its fault says; ``cut`` just returns unfinished."""
+    if directives.reset_after_chunks is not None:
+        await _abort(receive)
+    elif directives.truncate_at is not None:
+        await send({"type": "http.response.body", "body": tail})
+    elif directives.stall_after_chunks is not None:
+        await _pause(receive, faults.DELAY_MS_MAX / 1000)
 
 
 async def _send_stream(
@@ -232,21 +320,41 @@ async def _send_stream(
     id_header: tuple[bytes, bytes],
 ) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, id_header]})
-    cut = directives.cut_after_chunks
+    stop = _stream_stop(directives)
     drip_s = directives.drip_ms / 1000
     sent_content = 0
-    broken_pending = directives.malformed
+    extras_pending = directives.malformed or directives.huge_bytes > 0
+    tail = b""
+    """With ``crlf``: the previous event's final LF, held back for the next write."""
     for frame in reply.frames:
-        if cut is not None and sent_content >= cut and (frame.content or sent_content):
+        if stop is not None and sent_content >= stop and (frame.content or sent_content):
+            await _break_off(send, receive, directives, tail)
             return
         if drip_s and not await _pause(receive, drip_s):
             return
-        await send({"type": "http.response.body", "body": frame.data, "more_body": True})
+        data = _spliced(frame.data, directives)
+        if directives.crlf:
+            data = tail + data.replace(b"\n", b"\r\n")
+            data, tail = data[:-1], data[-1:]
+        await send({"type": "http.response.body", "body": data, "more_body": True})
         sent_content += frame.content
-        if broken_pending and frame.content:
-            await send({"type": "http.response.body", "body": reply.broken, "more_body": True})
-            broken_pending = False
-    await send({"type": "http.response.body", "body": b""})
+        if extras_pending and frame.content:
+            extras_pending = False
+            if directives.malformed:
+                broken = tail + _broken_event(reply, directives.malformed_kind)
+                await send({"type": "http.response.body", "body": broken, "more_body": True})
+                tail = b""
+            if directives.huge_bytes:
+                await _send_pieces(send, tail + _padding_event(reply, directives), last=False)
+                tail = b""
+    await send({"type": "http.response.body", "body": tail})
+
+
+def _padding_event(reply: StreamReply, directives: Directives) -> bytes:
+    """One SSE event of ``huge_bytes`` that no client acts on: a ``ping`` where events are named."""
+    head = b"event: ping\n" if reply.broken.startswith(b"event:") else b""
+    head += b'data: {"type": "ping", "x_demo_padding": "'
+    return head + b"x" * max(directives.huge_bytes - len(head) - 4, 0) + b'"}\n\n'
 
 
 def create_app() -> ASGIApp:

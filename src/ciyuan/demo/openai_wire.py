@@ -59,7 +59,7 @@ class Choice:
 
 def usage_block(prompt: int, choices: list[Choice], req: DemoRequest) -> dict[str, Any]:
     completion = sum(choice.output.tokens for choice in choices)
-    return {
+    block = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
@@ -74,6 +74,7 @@ def usage_block(prompt: int, choices: list[Choice], req: DemoRequest) -> dict[st
             "rejected_prediction_tokens": 0,
         },
     }
+    return usage.corrupted(block, req.directives, ("prompt_tokens",), "completion_tokens")
 
 
 def _tool_to_call(body: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -9,7 +9,7 @@ only re-label or add tokens; they never change the reply text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ciyuan.tokens import count_request, count_text
 
@@ -87,3 +87,43 @@ def generate(
 
 def cached_part(prompt: int, directives: Directives) -> int:
     return min(directives.cached_tokens, prompt)
+
+
+BIGNUM_SENTINEL: Final = "__x_demo_bignum__"
+"""Stands for a count no 64-bit integer holds; the app splices :data:`BIGNUM_JSON` in its place
+when it serialises (orjson itself refuses integers beyond 64 bits)."""
+BIGNUM_JSON: Final = b"1" + b"0" * 30
+_BAD_OUTPUT: Final[dict[str, object]] = {
+    "string": None,  # the right number, as a string
+    "negative": -5,
+    "low": 1,
+    "huge": 10**15,
+    "int64": 2**63,
+    "bignum": BIGNUM_SENTINEL,
+}
+
+
+def corrupted(
+    block: dict[str, Any], directives: Directives, inputs: tuple[str, ...], output: str
+) -> dict[str, Any]:
+    """``block`` as ``usage:KIND`` garbles it; ``inputs`` and ``output`` name its count fields
+    in the dialect at hand. ``total_tokens``, when present, stays consistent with the output
+    number where it can, so only the named field is wrong."""
+    kind = directives.usage_fault
+    if kind is None:
+        return block
+    block = dict(block)
+    if kind == "missing":
+        for name in (*inputs, output):
+            block.pop(name, None)
+        return block
+    if kind == "string":
+        for name in (*inputs, output, "total_tokens"):
+            if name in block:
+                block[name] = str(block[name])
+        return block
+    bad = _BAD_OUTPUT[kind]
+    block[output] = bad
+    if "total_tokens" in block and isinstance(bad, int):
+        block["total_tokens"] = sum(block[name] for name in inputs) + bad
+    return block

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -28,13 +28,13 @@ from opentelemetry.context import Context
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ciyuan.errors import CiyuanError, InvalidRequest, UpstreamError
+from ciyuan.errors import CiyuanError, InvalidRequest, UpstreamError, UpstreamTimeout
 from ciyuan.gateway.apis import ApiSpec
 from ciyuan.gateway.request_parsing import api_key_of, parse_json_object, read_body, required_model
 from ciyuan.gateway.routing import Deployment, Resolved
 from ciyuan.gateway.runtime import TRACER, Runtime, enter_span, error_code, exit_span
 from ciyuan.gateway.stream_meters import StreamMeter
-from ciyuan.gateway.upstream.client import read_capped
+from ciyuan.gateway.upstream.client import RESPONSE_BYTES_MAX, read_capped
 from ciyuan.gateway.wire_errors import status_of
 from ciyuan.metering.pipeline import Outcome, Ticket
 from ciyuan.pricing.usage import Usage
@@ -43,6 +43,13 @@ from ciyuan.tokens import RequestCount, count_request, count_text
 UPSTREAM_ERROR_BYTES_MAX: Final = 64 * 1024
 COUNT_INLINE_BYTES_MAX: Final = 64 * 1024
 FALLBACK_STATUSES: Final = frozenset({429, 500, 502, 503, 504, 529})
+STREAM_EVENT_BYTES_MAX: Final = RESPONSE_BYTES_MAX
+"""One SSE event may be as large as a whole plain response (a Responses API completion event
+carries the whole reply), no larger: an upstream that never ends its event cannot fill memory."""
+DELIVERED_CHARS_PER_TOKEN_MAX: Final = 8
+"""Reported output is checked against a local count of the delivered text only when the text has
+more characters than this many per reported token. Counting costs ~0.4 µs a token on the hot
+path; real text runs 1-5 characters a token, so only a gross under-report pays for a count."""
 
 
 class UpstreamRefused(Exception):
@@ -149,10 +156,12 @@ async def _handle(
         upstream=resolved.deployments[0].upstream.name,
         prompt_tokens=prompt.total,
         output_tokens_max=output_tokens,
+        output_tokens_bound=_output_bound(runtime, spec, body, output_limit),
         price=resolved.price,
         cache_writes=spec.dialect == "anthropic" and b"cache_control" in raw,
     )
     _note(span, "ciyuan.request_id", ticket.request_id)
+    runtime.keep_prompt(ticket, body)
     upstream_started_ns = time.perf_counter_ns()
     with runtime.stage("ciyuan.upstream"):
         try:
@@ -190,8 +199,10 @@ async def _handle(
         )
     upstream_done_ns = time.perf_counter_ns()
     ticket.mark_first_byte()
-    usage, source = _usage_of_body(spec, ticket, payload)
-    outcome = await runtime.settle(ticket, usage, usage_source=source)
+    usage, source = await _usage_of_body(runtime, spec, ticket, payload)
+    outcome = await runtime.settle(
+        ticket, usage, usage_source=source, completion=lambda: _completion_of(spec, payload)
+    )
     _note(span, "ciyuan.cost_nanos", outcome.cost.nanos)
     overhead_ns = (upstream_started_ns - started_ns) + (time.perf_counter_ns() - upstream_done_ns)
     runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
@@ -201,8 +212,19 @@ async def _handle(
         "x-ciyuan-cost": str(outcome.cost),
         "x-ciyuan-balance": str(outcome.balance),
         "x-ciyuan-overhead-ms": _ms(overhead_ns),
+        **_rejection_header(ticket),
     }
     return Response(payload, 200, headers, media_type=response.content_type or "application/json")
+
+
+def _output_bound(
+    runtime: Runtime, spec: ApiSpec, body: dict[str, Any], output_limit: int | None
+) -> int:
+    """The sanity bound on reported output (``Ticket.implausible``): the request's own limit,
+    or the largest limit any request may set, times its choices."""
+    if not spec.produces_output:
+        return 0
+    return (output_limit or runtime.limits.output_tokens_max) * spec.choices(body)
 
 
 def _upstream_body(
@@ -268,21 +290,95 @@ async def _send(
     raise last_error
 
 
-def _usage_of_body(spec: ApiSpec, ticket: Ticket, payload: bytes) -> tuple[Usage, str]:
+def _rejection_header(ticket: Ticket) -> dict[str, str]:
+    rejected = ticket.usage_rejected
+    return {} if rejected is None else {"x-ciyuan-usage-rejected": rejected["reason"]}
+
+
+async def _usage_of_body(
+    runtime: Runtime, spec: ApiSpec, ticket: Ticket, payload: bytes
+) -> tuple[Usage, str]:
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
-        # A 200 whose body we cannot read still reached the client: bill the prompt.
-        return Usage(input_tokens=ticket.prompt_tokens_local), "counted"
-    try:
-        return spec.usage_of(data), "reported"
-    except InvalidRequest:
-        pass
-    text = spec.completion_text(data)
+        # Truncated or garbled: nothing the client could use, so a failure before any output
+        # (502, nothing charged) rather than a 200 the client's SDK cannot parse.
+        error = UpstreamError(
+            f"upstream {ticket.upstream} answered 200 with a body that is not a JSON object"
+        )
+        await runtime.void_quietly(ticket, error, status_of(error))
+        raise error
+    reported: Usage | None = None
+    unreadable: str | None = None
+    if data.get("usage") is not None:
+        try:
+            reported = spec.usage_of(data)
+        except InvalidRequest as error:
+            unreadable = error.message
+    return _believed(runtime, ticket, reported, unreadable, lambda: spec.completion_text(data))
+
+
+def _believed(
+    runtime: Runtime,
+    ticket: Ticket,
+    reported: Usage | None,
+    unreadable: str | None,
+    delivered_text: Callable[[], str],
+) -> tuple[Usage, str]:
+    """The usage to bill and its source: the provider's report when it is readable and
+    plausible, else the local count of the prompt and the delivered text (docs/faults.md).
+
+    A report is rejected when it cannot be read (missing counts, wrong types, negative, beyond
+    2**53), when it is beyond the request's bound (``Ticket.implausible``), or when it claims
+    fewer output tokens than the text delivered holds. A rejection is kept on the usage event,
+    sent in ``x-ciyuan-usage-rejected`` or the stream's ``ciyuan`` block, and counted in
+    ``ciyuan_upstream_errors{code="usage_<reason>"}``."""
+    text: str | None = None
+    reason, message = ("unreadable", unreadable) if unreadable is not None else (None, None)
+    if reported is not None:
+        message = ticket.implausible(reported)
+        if message is not None:
+            reason = "beyond_limit"
+        else:
+            text = delivered_text()
+            if len(text) > reported.output_total * DELIVERED_CHARS_PER_TOKEN_MAX:
+                delivered = count_text(ticket.model, text).tokens
+                if delivered > reported.output_total:
+                    reason = "below_delivered"
+                    message = (
+                        f"{reported.output_total} output tokens reported; {delivered} delivered"
+                    )
+            if reason is None:
+                return reported, "reported"
+    if text is None:
+        text = delivered_text()
     completion = count_text(ticket.model, text).tokens if text else 0
+    if reason is not None:
+        ticket.usage_rejected = {"reason": reason, "message": message}
+        if reported is not None:
+            ticket.usage_rejected["reported"] = reported.as_dict()
+        runtime.metrics.upstream_errors.labels(ticket.upstream, f"usage_{reason}").inc()
     return Usage(input_tokens=ticket.prompt_tokens_local, output_tokens=completion), "counted"
+
+
+def _stream_failure(error: Exception) -> UpstreamError:
+    """What broke a stream, as the operating error it is (for the usage event and metrics)."""
+    if isinstance(error, UpstreamError):
+        return error
+    if isinstance(error, TimeoutError):
+        return UpstreamTimeout("upstream stream stalled beyond the read timeout")
+    return UpstreamError(f"upstream stream failed: {type(error).__name__}")
+
+
+def _completion_of(spec: ApiSpec, payload: bytes) -> str:
+    """The output text of a plain response (for a ``log_prompts`` log line only)."""
+    try:
+        data = orjson.loads(payload)
+        return spec.completion_text(data) if isinstance(data, dict) else ""
+    except (orjson.JSONDecodeError, InvalidRequest, LookupError, TypeError, AttributeError):
+        return ""
 
 
 def _counted(ticket: Ticket, meter: StreamMeter) -> Usage:
@@ -314,47 +410,102 @@ class _StreamRelay:
         self.done_marker = False
         self.delivered = 0
         """How many of the meter's text pieces went out in writes that completed."""
-        self._buffer = b""
+        self.failure: UpstreamError | None = None
+        """What broke the upstream stream, if something did."""
+        self._buffer = bytearray()
+        """Bytes of the event not yet complete: a bytearray, so a large event is appended to
+        and cut from in place rather than copied whole on every read."""
+        self._scanned = 0
+        """How much of the buffer is known to hold no event end: the search resumes there."""
+        self._cr = False
+        """The last read ended in CR: its LF may start the next one (CRLF split by a read)."""
 
     async def on_read(self, data: bytes) -> bytes:
         """The bytes to send for one upstream read: every complete event in it, in order."""
         busy_from = time.perf_counter_ns()
-        self._buffer += data.replace(b"\r\n", b"\n")
+        if self._cr:
+            data = b"\r" + data
+        self._cr = data.endswith(b"\r")
+        piece = data[:-1] if self._cr else data
+        self._buffer += piece.replace(b"\r\n", b"\n") if b"\r" in piece else piece
         out: list[bytes] = []
-        while (end := self._buffer.find(b"\n\n")) >= 0:
-            event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+        while (end := self._buffer.find(b"\n\n", self._scanned)) >= 0:
+            if end > STREAM_EVENT_BYTES_MAX:
+                break
+            event = bytes(self._buffer[:end])
+            del self._buffer[: end + 2]
+            self._scanned = 0
             step = self.meter.step(event)
             if self.meter.first_output:
                 self.ticket.mark_first_byte()
             if step.done:
                 self.done_marker = True
-            elif step.usage is not None and step.render is not None and not self.settled:
+            elif (
+                step.render is not None
+                and (step.usage is not None or step.usage_error is not None)
+                and not self.settled
+            ):
+                usage, source = _believed(
+                    self.runtime,
+                    self.ticket,
+                    step.usage,
+                    step.usage_error,
+                    self.meter.delivered_text,
+                )
                 outcome = await self.runtime.settle(
-                    self.ticket, step.usage, usage_source="reported", trace_parent=self.trace_parent
+                    self.ticket,
+                    usage,
+                    usage_source=source,
+                    trace_parent=self.trace_parent,
+                    completion=self.meter.delivered_text,
                 )
                 self.settled = True
                 self.outcome, self.status = outcome, "ok"
                 now = time.perf_counter_ns()
                 self.overhead_ns += now - busy_from
                 busy_from = now
-                rendered = step.render(figures(outcome, "reported", self.overhead_ns))
+                numbers = figures(outcome, source, self.overhead_ns)
+                if self.ticket.usage_rejected is not None:
+                    numbers["usage_rejected"] = self.ticket.usage_rejected["reason"]
+                rendered = step.render(numbers)
                 if rendered is not None:
                     out.append(rendered)
             elif step.forward is not None:
                 out.append(step.forward)
+        # An event end may straddle this read and the next: rescan its last byte then.
+        self._scanned = max(len(self._buffer) - 1, 0)
         self.overhead_ns += time.perf_counter_ns() - busy_from
+        if len(self._buffer) > STREAM_EVENT_BYTES_MAX:
+            # What came before the oversized event still goes out; the stream ends after it.
+            self.failure = UpstreamError(
+                f"upstream stream event exceeds {STREAM_EVENT_BYTES_MAX} bytes"
+            )
         return b"".join(out)
 
     async def on_end(self) -> bytes:
         """What follows the upstream's last byte: a counted settlement if no usage came."""
         out = b""
-        if not self.settled:
+        ticket, meter = self.ticket, self.meter
+        if not self.settled and not meter.finished and not meter.pieces:
+            # Broken before any output: nothing the client can use, so nothing is charged.
+            error = self.failure or UpstreamError("upstream stream ended before any output")
+            self.settled, self.status = True, "error"
+            await self.runtime.void_quietly(ticket, error, status_of(error))
+        elif not self.settled:
             busy_from = time.perf_counter_ns()
-            ticket, meter = self.ticket, self.meter
+            if self.failure is not None:
+                self.runtime.metrics.upstream_errors.labels(
+                    ticket.upstream, self.failure.code
+                ).inc()
             usage = _counted(ticket, meter)
             status = "ok" if meter.finished else "partial"
             outcome = await self.runtime.settle(
-                ticket, usage, usage_source="counted", status=status, trace_parent=self.trace_parent
+                ticket,
+                usage,
+                usage_source="counted",
+                status=status,
+                trace_parent=self.trace_parent,
+                completion=meter.delivered_text,
             )
             self.settled = True
             self.outcome, self.status = outcome, status
@@ -380,6 +531,7 @@ class _StreamRelay:
                 usage_source="counted",
                 status="partial",
                 trace_parent=self.trace_parent,
+                completion=self.meter.delivered_text,
             )
         )
 
@@ -410,8 +562,12 @@ async def _relay(
                 if out:
                     yield out
                 relay.delivered = len(meter.pieces)
-        except (aiohttp.ClientError, TimeoutError):
+                if relay.failure is not None:
+                    meter.finished = False
+                    break
+        except (aiohttp.ClientError, TimeoutError, UpstreamError) as error:
             meter.finished = False  # the upstream died mid-stream: bill what was delivered
+            relay.failure = _stream_failure(error)
         tail = await relay.on_end()
         if tail:
             yield tail

@@ -30,6 +30,9 @@ class Step:
     render: Render | None = None
     done: bool = False
     """The stream's own end marker (OpenAI's ``[DONE]``): held back until after settlement."""
+    usage_error: str | None = None
+    """The event carries usage that cannot be read (why): settled on the local count instead,
+    and rendered like a good usage event, so a client that did not ask for usage never gets it."""
 
 
 def _frame(event_name: bytes | None, data: dict[str, Any]) -> bytes:
@@ -109,13 +112,13 @@ class OpenAIStreamMeter(StreamMeter):
                     if isinstance(call, dict) and isinstance(call.get("function"), dict):
                         self._took(call["function"].get("arguments"))
         reported = chunk.get("usage")
-        if not isinstance(reported, dict):
+        if reported is None:
             return Step(forward=event + b"\n\n")
+        render: Render = lambda figures: self._render(chunk, figures)  # noqa: E731
         try:
-            usage = Usage.from_openai_chat(reported)
-        except InvalidRequest:
-            return Step(forward=event + b"\n\n")
-        return Step(usage=usage, render=lambda figures: self._render(chunk, figures))
+            return Step(usage=Usage.from_openai_chat(reported), render=render)
+        except InvalidRequest as error:
+            return Step(usage_error=error.message, render=render)
 
     def _render(self, chunk: dict[str, Any], figures: dict[str, Any] | None) -> bytes | None:
         if not self.client_wants_usage:
@@ -163,14 +166,12 @@ class ResponsesStreamMeter(StreamMeter):
             self.finished = True
             response = payload.get("response")
             reported = response.get("usage") if isinstance(response, dict) else None
-            if isinstance(reported, dict):
+            if reported is not None:
+                render: Render = lambda figures: self._render(name, payload, figures)  # noqa: E731
                 try:
-                    usage = Usage.from_openai_responses(reported)
-                except InvalidRequest:
-                    return Step(forward=event + b"\n\n")
-                return Step(
-                    usage=usage, render=lambda figures: self._render(name, payload, figures)
-                )
+                    return Step(usage=Usage.from_openai_responses(reported), render=render)
+                except InvalidRequest as error:
+                    return Step(usage_error=error.message, render=render)
         return Step(forward=event + b"\n\n")
 
     @staticmethod
@@ -207,18 +208,15 @@ class AnthropicStreamMeter(StreamMeter):
                 self._took(delta.get("thinking"))
         elif kind == "message_stop":
             self.finished = True
-        elif kind == "message_delta" and isinstance(payload.get("usage"), dict):
+        elif kind == "message_delta" and payload.get("usage") is not None:
             # message_delta's counts are cumulative and final; fields it omits keep their
             # message_start values.
-            merged = {
-                **self._opening_usage,
-                **{k: v for k, v in payload["usage"].items() if v is not None},
-            }
+            render: Render = lambda figures: self._render(name, payload, figures)  # noqa: E731
             try:
-                usage = Usage.from_anthropic(merged)
-            except InvalidRequest:
-                return Step(forward=event + b"\n\n")
-            return Step(usage=usage, render=lambda figures: self._render(name, payload, figures))
+                usage = Usage.from_anthropic_stream(self._opening_usage, payload["usage"])
+            except InvalidRequest as error:
+                return Step(usage_error=error.message, render=render)
+            return Step(usage=usage, render=render)
         return Step(forward=event + b"\n\n")
 
     @staticmethod

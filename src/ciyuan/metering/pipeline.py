@@ -28,6 +28,10 @@ from ciyuan.pricing.money import Amount
 from ciyuan.pricing.usage import Usage
 
 AUTH_CACHE_ENTRIES_MAX: Final = 100_000
+INPUT_TOKENS_BEYOND_COUNT_MAX: Final = 2_000_000
+"""How far reported input may exceed the local prompt count and still be believed. Providers
+legitimately add input the request does not show (a stored conversation, search results, a
+tool loop), but not more than this: twice the largest context window on sale today."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +56,34 @@ class Ticket:
     prompt_tokens_local: int
     started_ns: int = field(default_factory=time.perf_counter_ns)
     first_byte_ns: int | None = None
+    output_tokens_bound: int | None = None
+    """The most output tokens the provider may report: the request's own limit (times its
+    choices), or the gateway's largest allowed limit when it set none. None: unchecked."""
+    usage_rejected: dict[str, Any] | None = None
+    """Why the provider's usage was not believed, when it was not: kept on the usage event."""
 
     def mark_first_byte(self) -> None:
         if self.first_byte_ns is None:
             self.first_byte_ns = time.perf_counter_ns()
+
+    def implausible(self, reported: Usage) -> str | None:
+        """Why ``reported`` usage cannot be true of this request, or None when it can.
+
+        The sanity bound of the charge policy (docs/faults.md): a provider cannot emit more
+        output than the request's limit allowed, nor read more input than the prompt plus
+        :data:`INPUT_TOKENS_BEYOND_COUNT_MAX`. Beyond either, a provider's bug would bill the
+        customer's whole balance through the overage path, so the gateway bills its own count.
+        """
+        bound = self.output_tokens_bound
+        if bound is not None and reported.output_total > bound:
+            return f"{reported.output_total} output tokens reported; the limit was {bound}"
+        input_bound = self.prompt_tokens_local + INPUT_TOKENS_BEYOND_COUNT_MAX
+        if reported.input_total > input_bound:
+            return (
+                f"{reported.input_total} input tokens reported for a prompt counted at "
+                f"{self.prompt_tokens_local}"
+            )
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +208,7 @@ class Metering:
         output_tokens_max: int | None,
         price: ModelPrice | None,
         cache_writes: bool = False,
+        output_tokens_bound: int | None = None,
     ) -> Ticket:
         """Reserve the worst-case cost of a request: all prompt tokens plus every output token."""
         assert prompt_tokens >= 0
@@ -209,6 +238,7 @@ class Metering:
             price=price,
             reservation=reservation,
             prompt_tokens_local=prompt_tokens,
+            output_tokens_bound=output_tokens_bound,
         )
 
     # ---- settle or void -------------------------------------------------------------------
@@ -254,6 +284,8 @@ class Metering:
             detail["cost"] = cost.to_dict()
         if ticket.price is not None:
             detail["price"] = {"model": ticket.price.model, "source": ticket.price.source}
+        if ticket.usage_rejected is not None and usage is not None:
+            detail["usage_rejected"] = ticket.usage_rejected
         return UsageEvent(
             request_id=ticket.request_id,
             created_us=self.clock.now_us(),
