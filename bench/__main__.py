@@ -2,7 +2,9 @@
 other (they must not share the two cores). ``--quick`` shortens each to a smoke run.
 
 Each benchmark prints its own ratios against a baseline measured in the same run; see
-bench/README.md for what each one compares.
+bench/README.md for what each one compares. The soak (``python -m bench soak --minutes 10``)
+runs only when named: it takes minutes by design and judges leaks, not speed. Options after
+a single named benchmark go to it.
 """
 
 from __future__ import annotations
@@ -27,18 +29,29 @@ QUICK: dict[str, list[str]] = {
     "scale": ["--duration", "3"],
     "reports": ["--events", "100000"],
 }
+ON_REQUEST: dict[str, list[str]] = {"soak": []}
+"""Run only when named: not part of the default run."""
+ON_REQUEST_QUICK: dict[str, list[str]] = {"soak": ["--minutes", "1"]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short smoke runs")
-    parser.add_argument("only", nargs="*", help=f"benchmarks to run, of: {', '.join(FULL)}")
-    args = parser.parse_args()
-    plan = QUICK if args.quick else FULL
+    parser.add_argument(
+        "only", nargs="*", help=f"benchmarks to run, of: {', '.join([*FULL, *ON_REQUEST])}"
+    )
+    args, passed_on = parser.parse_known_args()
+    plan = {**QUICK, **ON_REQUEST_QUICK} if args.quick else {**FULL, **ON_REQUEST}
+    unknown = [name for name in args.only if name not in plan]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}")
+    if passed_on and len(args.only) != 1:
+        parser.error(f"options {' '.join(passed_on)} need exactly one benchmark named")
     failed = []
-    for name in args.only or list(plan):
+    for name in args.only or list(FULL):
         print(f"\n=== bench.{name} ===", flush=True)
-        done = subprocess.run([sys.executable, "-m", f"bench.{name}", *plan[name]], check=False)
+        argv = [sys.executable, "-m", f"bench.{name}", *plan[name], *passed_on]
+        done = subprocess.run(argv, check=False)
         if done.returncode != 0:
             failed.append(name)
     if failed:
