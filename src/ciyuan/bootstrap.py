@@ -15,6 +15,7 @@ from ciyuan.apikeys import Secret
 from ciyuan.clock import Clock, SystemClock
 from ciyuan.gateway.admission import Admission, ModelLimit, RatePolicy
 from ciyuan.gateway.app import create_app
+from ciyuan.gateway.group_commit import CommitBatcher
 from ciyuan.gateway.limits import RequestLimits
 from ciyuan.gateway.routing import Deployment, Route, Router
 from ciyuan.gateway.runtime import Runtime
@@ -27,6 +28,7 @@ from ciyuan.metering.ports import Store
 from ciyuan.pricing.catalog import Catalog
 from ciyuan.settings import DEMO_UPSTREAM, Settings, UpstreamConfig, load_settings
 from ciyuan.store import open_store
+from ciyuan.store.sqlite import SqliteStore
 from ciyuan.tokens import encoding_name_for
 from ciyuan.tokens.encodings import EncodingUnavailable, get_encoding
 from ciyuan.webhooks import DeliveryPolicy, WebhookWorker
@@ -186,13 +188,13 @@ def build_app(
         router=build_router(settings, catalog, demo_url),
         client=UpstreamClient(),
         store_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ciyuan-store"),
-        # Inline only without fsync: a power-durable commit may wait on the disk for ms.
         log_requests=settings.log_requests,
         log_prompts=settings.log_prompts,
         tracing=settings.tracing,
-        store_inline=settings.store_inline
-        and settings.db.startswith("sqlite")
-        and settings.durability == "process",
+        # SQLite inline, with group commit: one COMMIT (one fsync at durability=power) per
+        # event-loop turn, shared by every request that wrote in it.
+        store_inline=settings.store_inline and isinstance(store, SqliteStore),
+        batcher=CommitBatcher(store) if isinstance(store, SqliteStore) else None,
         limits=RequestLimits(
             body_bytes_max=settings.body_bytes_max,
             body_timeout_s=settings.body_timeout_s,
@@ -204,6 +206,9 @@ def build_app(
         admission=Admission(build_limiter(settings, clock), rate_policy(settings)),
     )
     runtime.admission.register_metrics(runtime.metrics.registry)
+    if isinstance(store, SqliteStore):
+        sqlite_store = store
+        runtime.metrics.watch_commits(lambda: (sqlite_store.commits, sqlite_store.writes_committed))
     if settings.redis is not None:
         runtime.revocations = RevocationListener(settings.redis, runtime.forget_api_key)
     webhook_secret = os.environ.get(settings.webhook_secret_env)

@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     )
     durability: Literal["process", "power"] = Field(
         "process",
-        description="SQLite durability: survive a killed process, or a power cut too (fsync).",
+        description="SQLite durability: survive a killed process, or a power cut too (an fsync per "
+        "commit batch; writes that arrive together share one).",
     )
     log_format: Literal["json", "text"] = Field(
         "json", description="Logs on stderr: one JSON object per line, or plain text."
@@ -101,7 +102,7 @@ class Settings(BaseSettings):
     )
     store_inline: bool = Field(
         True,
-        description="SQLite at process durability: run ledger transactions on the event loop.",
+        description="SQLite: run ledger transactions on the event loop, committed in groups.",
     )
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8400, ge=0, le=65535, description="Port the gateway listens on.")

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from multiprocessing.sharedctypes import Synchronized
+from typing import Any
 
 import pytest
 import redis
@@ -279,8 +280,13 @@ async def test_redis_adjusts_the_state_exactly_as_the_pure_algorithm(
                 assert state == Tat(int(ms), int(frac))
 
 
-def _hammer(url: str, prefix: str, rule: Rule, start_at: float, duration_s: float) -> list[int]:
-    """One process: hit one shared key as fast as it can; the Redis times of its admissions."""
+def _hammer(url: str, prefix: str, rule: Rule, ready: Any, duration_s: float) -> list[int]:
+    """One process: hit one shared key as fast as it can; the Redis times of its admissions.
+
+    It starts when every process has started (``ready``, a shared barrier): spawning takes
+    seconds on a busy machine, and a fixed start time let late processes miss the window."""
+    ready.wait(60)
+    start_at = time.time()
 
     async def run() -> list[int]:
         limiter = RedisLimiter.from_url(url, prefix=prefix)
@@ -308,9 +314,9 @@ def test_processes_hammering_one_key_never_admit_more_than_the_rate(
     burst itself was admitted. Times are Redis's, as returned with each decision."""
     rule = Rule("rps", 20, 1)
     context = multiprocessing.get_context("spawn")
-    start_at = time.time() + 2.0  # spawning and importing take a while on a busy machine
-    with context.Pool(4) as pool:
-        runs = pool.starmap(_hammer, [(redis_server, redis_prefix, rule, start_at, 1.5)] * 4)
+    with context.Manager() as manager, context.Pool(4) as pool:
+        ready = manager.Barrier(4)
+        runs = pool.starmap(_hammer, [(redis_server, redis_prefix, rule, ready, 1.5)] * 4)
     times = sorted(t for run in runs for t in run)
     assert len(times) >= rule.limit
     for i in range(len(times)):
@@ -323,11 +329,14 @@ def test_processes_hammering_one_key_never_admit_more_than_the_rate(
 def _hold_leases(
     url: str,
     prefix: str,
-    start_at: float,
+    ready: Any,
     in_flight: Synchronized[int],
     peak: Synchronized[int],
     granted: Synchronized[int],
 ) -> None:
+    ready.wait(60)  # every process has started: see _hammer
+    start_at = time.time()
+
     async def run() -> None:
         limiter = RedisLimiter.from_url(url, prefix=prefix)
         try:
@@ -357,11 +366,11 @@ def test_processes_sharing_a_concurrency_limit_never_hold_more_slots(
 ) -> None:
     context = multiprocessing.get_context("spawn")
     in_flight, peak, granted = (context.Value("i", 0) for _ in range(3))
-    start_at = time.time() + 2.0
+    ready = context.Barrier(4)
     workers = [
         context.Process(
             target=_hold_leases,
-            args=(redis_server, redis_prefix, start_at, in_flight, peak, granted),
+            args=(redis_server, redis_prefix, ready, in_flight, peak, granted),
         )
         for _ in range(4)
     ]

@@ -7,10 +7,13 @@ account, a key or a request id, which would grow without limit and leak who uses
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from ciyuan.pricing.usage import Usage
 
@@ -97,6 +100,10 @@ class Metrics:
             registry=r,
         )
 
+    def watch_commits(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Export the store's (commits, writes committed): group commit's writes per commit."""
+        self.registry.register(_CommitCollector(counts))
+
     def settled(
         self,
         api: str,
@@ -148,3 +155,19 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CommitCollector(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        commits, writes = self._counts()
+        yield CounterMetricFamily(
+            "ciyuan_ledger_commits", "Ledger COMMITs (each one fsync at durability=power).", commits
+        )
+        yield CounterMetricFamily(
+            "ciyuan_ledger_writes_committed",
+            "Ledger write transactions made durable; divided by commits, the group-commit batch.",
+            writes,
+        )

@@ -1,19 +1,31 @@
-"""The SQLite adapter: the embedded default, one file in WAL mode.
+"""The SQLite adapter: the embedded default, one file in WAL mode, one writer, group commit.
 
-Writers are serialised by one connection behind a lock (SQLite has one writer anyway), every
-write transaction starts with ``BEGIN IMMEDIATE`` so it never fails half-way on a lock upgrade,
-and other processes (the CLI beside a running gateway) wait up to ``busy_timeout``.
+Writers share one connection behind a lock (SQLite has one writer anyway), and every write
+transaction starts with ``BEGIN IMMEDIATE`` so it never fails half-way on a lock upgrade; other
+processes (the CLI beside a running gateway) wait up to ``busy_timeout``.
 
-Durability is a setting: ``process`` (``synchronous=NORMAL``: a commit survives the process
-being killed at any instant, not a power cut) or ``power`` (``synchronous=FULL``: an fsync per
-commit).
+Group commit: each write runs in a SAVEPOINT of a shared batch transaction, and the batch
+commits once for every write in it. An operation is acknowledged (its call returns) only after
+the COMMIT that made it durable, so batching never weakens durability; it only shares the cost
+of a commit (an fsync at ``durability=power``) among the writes that arrived together. Batches
+form two ways:
+
+- threads: a writer that sees others queued for the connection leaves the commit to the last of
+  them and waits; the last one commits and wakes everyone in the batch;
+- the gateway's event loop (``deferred_commit``): writes made inline leave the batch open, and
+  the loop commits it once per turn (``commit_batch``), resolving the waiting requests.
+
+A failed write rolls back its own savepoint only; a failed COMMIT fails every write of the
+batch, none of which was acknowledged. Durability is a setting: ``process``
+(``synchronous=NORMAL``: a commit survives the process being killed at any instant, not a power
+cut) or ``power`` (``synchronous=FULL``: an fsync per commit batch).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -25,7 +37,11 @@ from ciyuan.store.sql_base import Row, Tx
 from ciyuan.store.sql_store import SqlStore
 
 BUSY_TIMEOUT_MS: Final = 5000
+BATCH_WRITES_MAX: Final = 256
+"""A batch commits after this many writes even if more are queued: bounded latency."""
 _SYNCHRONOUS: Final = {"process": "NORMAL", "power": "FULL"}
+
+CommitCallback = Callable[[BaseException | None], None]
 
 
 class _SqliteTx(Tx):
@@ -60,6 +76,15 @@ class SqliteStore(SqlStore):
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._committed = threading.Condition(self._lock)
+        self._queued = 0
+        """Threads waiting for the connection: a writer that sees any leaves them the commit."""
+        self._queue_lock = threading.Lock()
+        self._batch = _Batch()
+        self._deferring = threading.local()
+        self.commits = 0
+        self.writes_committed = 0
+        """How well batching works: writes per commit is ``writes_committed / commits``."""
         self._conn = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
@@ -96,27 +121,134 @@ class SqliteStore(SqlStore):
                 raise
 
     @contextmanager
+    def _connection(self) -> Iterator[None]:
+        """The connection's lock, counting this thread as queued until it holds it."""
+        with self._queue_lock:
+            self._queued += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._queue_lock:
+                self._queued -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self._lock:
+        with self._connection():
+            batch = self._open_batch()
+            self._conn.execute("SAVEPOINT write")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException as error:
+                self._undo_write(batch, error)
+                self._end_turn(batch, wait=False)
+                if isinstance(error, sqlite3.IntegrityError):
+                    raise Conflict(f"the write conflicts with stored data: {error}") from error
+                raise
+            self._conn.execute("RELEASE write")
+            batch.writes += 1
+            self._end_turn(batch, wait=True)
+            if batch.error is not None:
+                raise Unavailable(f"the SQLite commit failed: {batch.error}") from batch.error
+
+    def _end_turn(self, batch: _Batch, *, wait: bool) -> None:
+        """Commit the batch, or leave it to a writer still to come (and, with ``wait``,
+        block until that writer's COMMIT: nothing is acknowledged before it is durable)."""
+        if batch.done:
+            return
+        if getattr(self._deferring, "on", False):
+            if not batch.writes:
+                self._commit_locked()  # nothing to keep: end the empty batch now
+            return  # the event loop commits the batch at the end of its turn
+        if batch.writes and batch.writes < BATCH_WRITES_MAX and self._queued_writers():
+            if wait:
+                while not batch.done:
+                    self._committed.wait()
+            return
+        self._commit_locked()
+
+    def _queued_writers(self) -> bool:
+        with self._queue_lock:
+            return self._queued > 0
+
+    def _open_batch(self) -> _Batch:
+        if not self._conn.in_transaction:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise Unavailable(f"the SQLite database is busy or unreadable: {exc}") from exc
+            self._batch = _Batch()
+        return self._batch
+
+    def _undo_write(self, batch: _Batch, error: BaseException) -> None:
+        """Roll back one failed write; if SQLite rolled back the whole batch, fail the batch."""
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK TO write")
+            self._conn.execute("RELEASE write")
+        else:
+            self._finish_batch(batch, error)
+
+    def _commit_locked(self) -> None:
+        """COMMIT the open batch (the caller holds the lock) and wake everyone waiting on it."""
+        batch = self._batch
+        if batch.done:
+            return
+        if self._conn.in_transaction:
             try:
-                yield _SqliteTx(self._conn)
-            except sqlite3.IntegrityError as exc:
-                self._conn.execute("ROLLBACK")
-                raise Conflict(f"the write conflicts with stored data: {exc}") from exc
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
                 self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self._finish_batch(batch, exc)
+                return
+            self.commits += 1
+            self.writes_committed += batch.writes
+        self._finish_batch(batch, None)
+
+    def _finish_batch(self, batch: _Batch, error: BaseException | None) -> None:
+        batch.done, batch.error = True, error
+        self._committed.notify_all()
+        callbacks, batch.callbacks = batch.callbacks, []
+        for callback in callbacks:
+            callback(error)
+
+    @contextmanager
+    def deferred_commit(self) -> Iterator[None]:
+        """Writes made by this thread inside the block leave their batch open for
+        ``commit_batch``; the caller must not acknowledge them before ``when_committed`` fires."""
+        self._deferring.on = True
+        try:
+            yield
+        finally:
+            self._deferring.on = False
+
+    def when_committed(self, callback: CommitCallback) -> bool:
+        """Call ``callback(error)`` once the batch open now commits (or fails).
+
+        Returns False, without calling it, when no write is waiting for a commit.
+        """
+        with self._lock:
+            batch = self._batch
+            if batch.done or not batch.writes:
+                return False
+            batch.callbacks.append(callback)
+            return True
+
+    def commit_batch(self) -> None:
+        """Commit the open batch, if any (the gateway calls this once per event-loop turn)."""
+        with self._connection():
+            self._commit_locked()
 
     @contextmanager
     def read_transaction(self) -> Iterator[Tx]:
-        """A deferred transaction: one WAL snapshot, and other processes may write meanwhile."""
-        with self._lock:
+        """A deferred transaction: one WAL snapshot, and other processes may write meanwhile.
+
+        An open batch commits first: a read shows only what is durable."""
+        with self._connection():
+            self._commit_locked()
             self._conn.execute("BEGIN")
             try:
                 yield _SqliteTx(self._conn)
@@ -125,7 +257,20 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         with self._lock:
+            self._commit_locked()
             self._conn.close()
+
+
+class _Batch:
+    """One commit's worth of writes and the callers waiting for it."""
+
+    __slots__ = ("callbacks", "done", "error", "writes")
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.callbacks: list[CommitCallback] = []
 
 
 def _statements(script: str) -> list[str]:

@@ -1,0 +1,130 @@
+"""SQLite group commit: writes share a COMMIT, and none is acknowledged before it.
+
+Run on a real SQLite file, watched through a second connection as another process would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ciyuan.clock import FixedClock
+from ciyuan.errors import Conflict
+from ciyuan.gateway.group_commit import CommitBatcher
+from ciyuan.pricing.money import Amount
+from ciyuan.store.sqlite import SqliteStore
+from tests.contract.ledger_helpers import assert_consistent, event, raw
+
+USD = Amount.parse
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ciyuan.db'}"
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[SqliteStore]:
+    opened = SqliteStore(url, FixedClock())
+    yield opened
+    opened.close()
+
+
+def _transfers(url: str) -> int:
+    return int(raw(url, "SELECT COUNT(*) FROM transfers")[0][0])
+
+
+def test_a_deferred_write_is_invisible_until_its_batch_commits(
+    store: SqliteStore, url: str
+) -> None:
+    account = store.create_account("deferred")
+    before = _transfers(url)
+    outcomes: list[BaseException | None] = []
+    with store.deferred_commit():
+        store.grant(account.id, USD("5"))
+    assert store.when_committed(outcomes.append)
+    assert _transfers(url) == before, "another connection saw an uncommitted write"
+    assert outcomes == []
+    store.commit_batch()
+    assert outcomes == [None]
+    assert _transfers(url) == before + 1
+    assert not store.when_committed(outcomes.append), "nothing is left to wait for"
+
+
+def test_a_failed_write_rolls_back_alone(store: SqliteStore, url: str) -> None:
+    account = store.create_account("partial")
+    with store.deferred_commit():
+        store.grant(account.id, USD("1"), idempotency_key="k")
+        with pytest.raises(Conflict):
+            store.grant(account.id, USD("2"), idempotency_key="k")  # same key, other body
+        store.grant(account.id, USD("3"))
+    store.commit_batch()
+    assert store.get_account(account.id).balance.available == USD("4")
+    assert_consistent(store)
+
+
+def test_writes_of_one_event_loop_turn_share_one_commit(store: SqliteStore, url: str) -> None:
+    accounts = [store.create_account(f"loop-{i}") for i in range(20)]
+    for account in accounts:
+        store.grant(account.id, USD("1"))
+    batcher = CommitBatcher(store)
+    commits_before = store.commits
+
+    async def spend(index: int) -> Amount:
+        account_id = accounts[index].id
+        hold = await batcher.call(
+            store.reserve, account_id, USD("0.5"), request_id=f"r{index}", timeout_s=60
+        )
+        settlement = await batcher.call(
+            store.settle, hold, USD("0.25"), event(account_id, f"r{index}")
+        )
+        # Acknowledged: durable, so a separate connection sees it.
+        seen = raw(url, "SELECT COUNT(*) FROM transfers WHERE reference = ?", (f"r{index}",))
+        assert seen[0][0] == 1
+        return settlement.available_after
+
+    async def main() -> list[Amount]:
+        return await asyncio.gather(*(spend(i) for i in range(len(accounts))))
+
+    balances = asyncio.run(main())
+    assert balances == [USD("0.75")] * len(accounts)
+    # A reserve and a settle each for 20 requests, made in the same turns: two commits.
+    assert store.commits - commits_before == 2
+    assert_consistent(store)
+
+
+def test_threads_share_commits_and_every_acknowledged_write_is_durable(
+    store: SqliteStore, url: str
+) -> None:
+    accounts = [store.create_account(f"thread-{i}") for i in range(16)]
+    for account in accounts:
+        store.grant(account.id, USD("100"))
+    writes_before, commits_before = store.writes_committed, store.commits
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        account_id = accounts[index].id
+        for n in range(40):
+            request_id = f"t{index}-{n}"
+            hold = store.reserve(account_id, USD("0.01"), request_id=request_id, timeout_s=60)
+            store.settle(hold, USD("0.005"), event(account_id, request_id))
+            with lock:
+                acknowledged.append(request_id)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(accounts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writes = store.writes_committed - writes_before
+    assert writes == 16 * 40 * 2
+    # Sixteen threads contend for the one connection: some writes must have shared a commit.
+    assert store.commits - commits_before < writes
+    stored = {row[0] for row in raw(url, "SELECT reference FROM transfers WHERE kind = 'charge'")}
+    assert set(acknowledged) <= stored
+    assert_consistent(store)
