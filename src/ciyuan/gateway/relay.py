@@ -407,7 +407,8 @@ class _StreamRelay:
         self.meter = meter
         self.overhead_ns = overhead_ns
         self.settled = False
-        self.done_marker = False
+        self.done_marker: bytes | None = None
+        """The stream's end marker, sent only after settlement (see ``Step.done``)."""
         self.delivered = 0
         """How many of the meter's text pieces went out in writes that completed."""
         self.failure: UpstreamError | None = None
@@ -439,7 +440,7 @@ class _StreamRelay:
             if self.meter.first_output:
                 self.ticket.mark_first_byte()
             if step.done:
-                self.done_marker = True
+                self.done_marker = step.forward or b"data: [DONE]\n\n"
             elif (
                 step.render is not None
                 and (step.usage is not None or step.usage_error is not None)
@@ -515,7 +516,7 @@ class _StreamRelay:
                 out = (
                     meter.final_usage_frame(usage, numbers, ticket.model, ticket.request_id) or b""
                 )
-        return out + (b"data: [DONE]\n\n" if self.done_marker else b"")
+        return out + (self.done_marker or b"")
 
     def abandon(self) -> None:
         """The stream ended early (client gone): bill what was sent, in the background."""

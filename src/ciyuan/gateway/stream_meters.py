@@ -29,7 +29,10 @@ class Step:
     usage: Usage | None = None
     render: Render | None = None
     done: bool = False
-    """The stream's own end marker (OpenAI's ``[DONE]``): held back until after settlement."""
+    """The stream's own end marker (OpenAI's ``[DONE]``, Anthropic's ``message_stop``, a
+    Responses ``response.completed`` without usage): held back until settlement has committed,
+    so a client never holds a complete stream that a crash left uncharged. ``forward`` is the
+    marker to send then (None: OpenAI's ``[DONE]``)."""
     usage_error: str | None = None
     """The event carries usage that cannot be read (why): settled on the local count instead,
     and rendered like a good usage event, so a client that did not ask for usage never gets it."""
@@ -172,6 +175,7 @@ class ResponsesStreamMeter(StreamMeter):
                     return Step(usage=Usage.from_openai_responses(reported), render=render)
                 except InvalidRequest as error:
                     return Step(usage_error=error.message, render=render)
+            return Step(forward=event + b"\n\n", done=True)
         return Step(forward=event + b"\n\n")
 
     @staticmethod
@@ -208,6 +212,7 @@ class AnthropicStreamMeter(StreamMeter):
                 self._took(delta.get("thinking"))
         elif kind == "message_stop":
             self.finished = True
+            return Step(forward=event + b"\n\n", done=True)
         elif kind == "message_delta" and payload.get("usage") is not None:
             # message_delta's counts are cumulative and final; fields it omits keep their
             # message_start values.
