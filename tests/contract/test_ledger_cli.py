@@ -74,6 +74,11 @@ def test_the_ledger_commands(db_url: str, tmp_path: Path) -> None:
     signed = run(db_url, "ledger", "checkpoint", "--key", str(key_file))
     assert signed["seq"] == 3 and signed["public_key"] == public_key
     assert run(db_url, "ledger", "verify", "--public-key", public_key)["ok"]
+    signed_root = raw(db_url, "SELECT merkle_root FROM checkpoints")[0][0]
+    raw(db_url, "UPDATE checkpoints SET merkle_root = ?", ("00" * 32,))
+    problem = run(db_url, "ledger", "verify", "--public-key", public_key, code=2)["problem"]
+    assert (problem["seq"], problem["kind"]) == (3, "altered")
+    raw(db_url, "UPDATE checkpoints SET merkle_root = ?", (signed_root,))
 
     document = CliRunner().invoke(build_app(), ["--db", db_url, "receipt", "show", "req-1"]).stdout
     receipt_file = tmp_path / "receipt.json"

@@ -96,3 +96,17 @@ def test_a_forged_checkpoint_is_caught_with_the_public_key(ledger: SqlStore) -> 
     raw(ledger.url, "UPDATE checkpoints SET created_us = created_us + 1")
     report = ledger.verify_chain(public_key=key.public_key())
     assert report.problem is not None and report.problem.kind == "altered"
+
+
+@pytest.mark.parametrize("root", ["00" * 32, None], ids=["forged", "stripped"])
+def test_a_forged_merkle_root_is_caught_with_the_public_key(
+    ledger: SqlStore, root: str | None
+) -> None:
+    """The root is in the signed message: replacing it, or stripping it to pass the checkpoint
+    off as version 1, breaks the signature."""
+    key = Ed25519PrivateKey.generate()
+    ledger.checkpoint(key)
+    raw(ledger.url, "UPDATE checkpoints SET merkle_root = ?", (root,))
+    report = ledger.verify_chain(public_key=key.public_key())
+    assert report.problem is not None
+    assert (report.problem.seq, report.problem.kind) == (4, "altered")

@@ -40,8 +40,8 @@ def verify(
     ],
     as_json: bool = JsonOption,
 ) -> None:
-    """Check a receipt with no access to the database: signature, chain segment, transfers (exit "
-    "2)."""
+    """Check a receipt with no access to the database: signature, Merkle proof (or chain
+    segment), transfers (exit 2)."""
     try:
         key = load_public_key(read_public_key(public_key))
         raw = typer.get_binary_stream("stdin").read() if str(file) == "-" else file.read_bytes()

@@ -23,5 +23,6 @@ reservation  funds held on a customer account before a request is forwarded (Tig
 available    credits posted − debits posted − debits pending: what a new reservation may take.
 chain        every transfer is hashed with the hash of the one before it (``chain.py``); the
              position in the chain is the transfer's ``seq``. A *checkpoint* is the chain head
-             signed with the operator's Ed25519 key; a *receipt* links one transfer to one.
+             and the Merkle root over every leaf up to it (``merkle.py``), signed with the
+             operator's Ed25519 key; a *receipt* proves a request's transfers are in one.
 """

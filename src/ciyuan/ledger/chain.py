@@ -9,8 +9,10 @@ Each transfer has a *leaf* hash over a canonical encoding of all its fields, its
 The stored ``hash`` of a transfer is its link. Altering a field changes its leaf, removing or
 reordering entries breaks the link of the next one or the positions, and removing the newest
 entries leaves the chain short of the head row. Splitting leaf from link lets a receipt prove
-one customer's transfer with only the *leaf hashes* of the others, never their contents. The
-domain separators (0x00, 0x01) keep a leaf from ever being mistaken for a link.
+one customer's transfer with only hashes of the others, never their contents: the leaf is
+exactly RFC 6962's leaf hash of the canonical encoding, so the same leaves feed the Merkle tree
+that checkpoints sign (``merkle.py``) and receipts prove inclusion in. The domain separators
+(0x00, 0x01) keep a leaf from ever being mistaken for a link or a Merkle node.
 """
 
 from __future__ import annotations

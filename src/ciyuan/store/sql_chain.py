@@ -6,6 +6,12 @@ takes the next position and hashes the transfer onto the head. On PostgreSQL tha
 serialises appends across processes (positions stay dense and hashes in order); on SQLite the
 single writer already does. Locking accounts first, in id order, then the head, is the one
 global order that keeps concurrent transactions free of deadlocks.
+
+A checkpoint signs the chain head and the Merkle root of every leaf up to it; it saves the
+tree's right edge (:class:`~ciyuan.ledger.merkle.Frontier`) beside the root, so the next one
+hashes only the newer transfers. A receipt proves its transfers against the latest checkpoint
+with Merkle inclusion proofs, or, under a checkpoint signed before Merkle roots, with a chain
+segment to the earliest one.
 """
 
 # ruff: noqa: S608  (SQL is composed from constant column lists only; values are bound)
@@ -26,16 +32,19 @@ from ciyuan.ledger.chain import (
     ChainWalker,
     chain_hash,
     leaf_hash,
+    link_hash,
 )
 from ciyuan.ledger.checkpoints import Checkpoint, public_key_hex, sign_checkpoint, signature_valid
-from ciyuan.ledger.receipts import build_receipt
+from ciyuan.ledger.merkle import Frontier
+from ciyuan.ledger.receipts import build_merkle_receipt, build_segment_receipt
 from ciyuan.ledger.transfers import Transfer
 from ciyuan.store.sql_base import TRANSFER_COLUMNS, SqlBase, Tx, transfer_from_row
 
 VERIFY_BATCH: Final = 5000
 RECEIPT_SEGMENT_MAX: Final = 200_000
-"""The longest chain segment a receipt may carry (≈13 MB of JSON); checkpoint more often."""
-_CHECKPOINT_COLUMNS: Final = "seq, hash, created_us, public_key, signature"
+"""The longest chain segment a (version-1) receipt may carry (≈13 MB of JSON)."""
+_CHECKPOINT_COLUMNS: Final = "seq, hash, created_us, public_key, signature, merkle_root"
+"""In :class:`Checkpoint`'s field order, so ``Checkpoint(*row)`` reads a row."""
 
 
 class ChainStore(SqlBase):
@@ -153,22 +162,69 @@ class ChainStore(SqlBase):
         return report
 
     def checkpoint(self, key: Ed25519PrivateKey) -> tuple[ChainReport, Checkpoint | None]:
-        """Verify what came after the last checkpoint, then sign the head; nothing if it fails."""
+        """Verify what came after the last checkpoint, then sign the head and its Merkle root.
+
+        Nothing is signed if the chain is broken. A checkpoint already at the head is returned
+        as it is, unless it predates Merkle roots: then it is re-signed with one (receipts that
+        quoted the old one keep verifying, since they carry its signature).
+        """
         report = self.verify_chain(public_key=key.public_key(), from_checkpoint=True)
         if not report.ok:
             return report, None
-        signed = sign_checkpoint(key, report.head_seq, report.head_hash, self._clock.now_us())
+        with self.read_transaction() as tx:
+            frontier = self._frontier_at(tx, report.head_seq, report.head_hash)
+        if frontier is None:
+            moved = ChainProblem(report.head_seq, "altered", "changed while being checkpointed")
+            return replace(report, problem=moved), None
+        signed = sign_checkpoint(
+            key, report.head_seq, report.head_hash, self._clock.now_us(), frontier.root().hex()
+        )
         with self.transaction() as tx:
             tx.execute(
-                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (seq) DO NOTHING",
-                (signed.seq, signed.hash, signed.created_us, signed.public_key, signed.signature),
-            )
+                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}, merkle_frontier) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO UPDATE SET "
+                "hash = excluded.hash, created_us = excluded.created_us, "
+                "public_key = excluded.public_key, signature = excluded.signature, "
+                "merkle_root = excluded.merkle_root, merkle_frontier = excluded.merkle_frontier "
+                "WHERE checkpoints.merkle_root IS NULL",
+                (
+                    signed.seq, signed.hash, signed.created_us, signed.public_key,
+                    signed.signature, signed.merkle_root, frontier.to_text(),
+                ),
+            )  # fmt: skip
             row = tx.one(
                 f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE seq = ?", (signed.seq,)
             )
         assert row is not None
         return report, Checkpoint(*row)
+
+    def _frontier_at(self, tx: Tx, head_seq: int, head_hash: str) -> Frontier | None:
+        """The Merkle tree's right edge over positions 1..``head_seq``; None if the leaves read
+        do not chain to ``head_hash`` (the ledger changed under us).
+
+        Starts from the newest checkpoint at or below the head whose saved frontier folds to
+        its signed root (else from the empty tree), so a checkpoint hashes only the transfers
+        after the previous one. Relinking those leaves to the verified head hash ties the tree
+        to exactly the chain that ``verify_chain`` just checked.
+        """
+        frontier, running = Frontier(), GENESIS_HASH
+        row = tx.one(
+            "SELECT seq, hash, merkle_root, merkle_frontier FROM checkpoints WHERE seq <= ? "
+            "AND merkle_frontier IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            (head_seq,),
+        )
+        if row is not None:
+            try:
+                saved = Frontier.from_text(int(row[0]), str(row[3]))
+            except ValueError:
+                saved = None
+            if saved is not None and saved.root().hex() == row[2]:
+                frontier, running = saved, str(row[1])
+        for transfer in self._transfers_after(tx, frontier.size, head_seq):
+            leaf = leaf_hash(transfer)
+            running = link_hash(running, leaf)
+            frontier.append(bytes.fromhex(leaf))
+        return frontier if (frontier.size, running) == (head_seq, head_hash) else None
 
     def latest_checkpoint(self) -> Checkpoint | None:
         with self.read_transaction() as tx:
@@ -180,6 +236,12 @@ class ChainStore(SqlBase):
 
         With ``account_id`` (the caller's, from its API key) another account's request is
         reported as not found, exactly like an unknown one, so receipts leak nothing.
+
+        Under the latest checkpoint, when it signs a Merkle root, the receipt is version 2 with
+        an inclusion proof per transfer; building it reads and hashes every leaf up to that
+        checkpoint, O(n) per receipt (storing the tree's interior nodes would make it O(log n)).
+        Under checkpoints signed before Merkle roots it is version 1, a chain segment to the
+        earliest covering checkpoint.
         """
         with self.read_transaction() as tx:
             own = [
@@ -194,23 +256,34 @@ class ChainStore(SqlBase):
                 and any(account_id not in (t.debit_account_id, t.credit_account_id) for t in own)
             ):
                 raise NotFound(f"no receipt for request {request_id!r}")
-            start = own[0].seq
-            before = tx.one("SELECT hash FROM transfers WHERE seq = ?", (start - 1,))
-            previous = GENESIS_HASH if start == 1 else str(before[0]) if before else ""
-            row = tx.one(
-                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE seq >= ? ORDER BY seq "
-                f"LIMIT 1",
-                (own[-1].seq,),
+            row = tx.one(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY seq DESC LIMIT 1")
+            latest = Checkpoint(*row) if row else None
+            covering = latest if latest is not None and latest.seq >= own[-1].seq else None
+            if covering is not None and covering.merkle_root is None:
+                # No checkpoint signed since Merkle roots came in: the version-1 chain segment.
+                return self._segment_receipt(tx, request_id, own)
+            leaves = (
+                [leaf_hash(t) for t in self._transfers_after(tx, 0, covering.seq)]
+                if covering is not None
+                else []
             )
-            covering = Checkpoint(*row) if row else None
-            leaves: list[str] = []
-            if covering is not None:
-                if covering.seq - start + 1 > RECEIPT_SEGMENT_MAX:
-                    raise InvalidRequest(
-                        "the receipt's chain segment is too long; checkpoint more often"
-                    )
-                leaves = [leaf_hash(t) for t in self._transfers_after(tx, start - 1, covering.seq)]
-        return build_receipt(request_id, own, previous, leaves, covering)
+        return build_merkle_receipt(request_id, own, leaves, covering)
+
+    def _segment_receipt(self, tx: Tx, request_id: str, own: list[Transfer]) -> dict[str, Any]:
+        """A version-1 receipt: the chain segment to the earliest checkpoint covering ``own``."""
+        start = own[0].seq
+        before = tx.one("SELECT hash FROM transfers WHERE seq = ?", (start - 1,))
+        previous = GENESIS_HASH if start == 1 else str(before[0]) if before else ""
+        row = tx.one(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE seq >= ? ORDER BY seq LIMIT 1",
+            (own[-1].seq,),
+        )
+        assert row is not None, "called only when a checkpoint covers the request"
+        covering = Checkpoint(*row)
+        if covering.seq - start + 1 > RECEIPT_SEGMENT_MAX:
+            raise InvalidRequest("the receipt's chain segment is too long; checkpoint more often")
+        leaves = [leaf_hash(t) for t in self._transfers_after(tx, start - 1, covering.seq)]
+        return build_segment_receipt(request_id, own, previous, leaves, covering)
 
 
 def _checkpoint_problem(

@@ -75,7 +75,7 @@ class StatementQueries(SqlBase):
             )
             chain_seq, chain_hash = (int(head[0]), str(head[1])) if head else (0, _GENESIS_HASH)
             signed = tx.one(
-                "SELECT seq, hash, created_us, public_key, signature FROM checkpoints "
+                "SELECT seq, hash, created_us, public_key, signature, merkle_root FROM checkpoints "
                 "WHERE seq >= ? ORDER BY seq LIMIT 1",
                 (chain_seq,),
             )

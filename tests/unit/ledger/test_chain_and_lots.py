@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ciyuan.ledger.chain import GENESIS_HASH, chain_hash, walk
-from ciyuan.ledger.checkpoints import load_public_key, sign_checkpoint, signature_valid
+from ciyuan.ledger.checkpoints import (
+    Checkpoint,
+    checkpoint_message,
+    load_public_key,
+    public_key_hex,
+    sign_checkpoint,
+    signature_valid,
+)
 from ciyuan.ledger.grants import Lot, consume, expiring, opened_lot_nanos
 from ciyuan.ledger.transfers import Transfer, TransferKind, split_charge
 from ciyuan.pricing.money import Amount
@@ -98,12 +105,27 @@ def test_a_charge_split_adds_up_and_stays_within_headroom(
 
 def test_a_checkpoint_signature_binds_every_field() -> None:
     key = Ed25519PrivateKey.generate()
-    signed = sign_checkpoint(key, 7, "ab" * 32, 123)
+    signed = sign_checkpoint(key, 7, "ab" * 32, 123, "ef" * 32)
     public = load_public_key(signed.public_key)
     assert signature_valid(signed, public)
     for forged in (
         replace(signed, seq=8),
         replace(signed, hash="cd" * 32),
         replace(signed, created_us=124),
+        replace(signed, merkle_root="ee" * 32),
+        replace(signed, merkle_root=None),  # stripped back to a version-1 message
+        replace(signed, merkle_root="ef" * 31),
+        replace(signed, hash="ab"),
     ):
         assert not signature_valid(forged, public)
+
+
+def test_a_checkpoint_signed_before_merkle_roots_still_verifies() -> None:
+    """A version-1 checkpoint has no root; adding one to it breaks its signature."""
+    key = Ed25519PrivateKey.generate()
+    message = checkpoint_message(7, "ab" * 32, 123, None)
+    assert message == f"ciyuan.checkpoint.v1\n7\n{'ab' * 32}\n123\n".encode()
+    old = Checkpoint(7, "ab" * 32, 123, public_key_hex(key), key.sign(message).hex())
+    assert signature_valid(old, key.public_key())
+    assert Checkpoint.from_dict(old.to_dict()) == old
+    assert not signature_valid(replace(old, merkle_root="ef" * 32), key.public_key())
