@@ -128,3 +128,15 @@ def test_threads_share_commits_and_every_acknowledged_write_is_durable(
     stored = {row[0] for row in raw(url, "SELECT reference FROM transfers WHERE kind = 'charge'")}
     assert set(acknowledged) <= stored
     assert_consistent(store)
+
+
+def test_a_failed_first_write_ends_its_batch_and_the_next_one_commits(store: SqliteStore) -> None:
+    account = store.create_account("first-fails")
+    store.grant(account.id, USD("1"), idempotency_key="k")
+    with store.deferred_commit():
+        with pytest.raises(Conflict):
+            store.grant(account.id, USD("2"), idempotency_key="k")  # the batch's first write
+        store.grant(account.id, USD("3"))
+    store.commit_batch()
+    assert store.get_account(account.id).balance.available == USD("4")
+    assert_consistent(store)

@@ -139,16 +139,20 @@ class SqliteStore(SqlStore):
     def transaction(self) -> Iterator[Tx]:
         with self._connection():
             batch = self._open_batch()
-            self._conn.execute("SAVEPOINT write")
+            # The first write of a batch needs no savepoint: undoing it undoes the batch.
+            alone = not batch.writes
+            if not alone:
+                self._conn.execute("SAVEPOINT write")
             try:
                 yield _SqliteTx(self._conn)
             except BaseException as error:
-                self._undo_write(batch, error)
+                self._undo_write(batch, error, alone=alone)
                 self._end_turn(batch, wait=False)
                 if isinstance(error, sqlite3.IntegrityError):
                     raise Conflict(f"the write conflicts with stored data: {error}") from error
                 raise
-            self._conn.execute("RELEASE write")
+            if not alone:
+                self._conn.execute("RELEASE write")
             batch.writes += 1
             self._end_turn(batch, wait=True)
             if batch.error is not None:
@@ -183,9 +187,14 @@ class SqliteStore(SqlStore):
             self._batch = _Batch()
         return self._batch
 
-    def _undo_write(self, batch: _Batch, error: BaseException) -> None:
+    def _undo_write(self, batch: _Batch, error: BaseException, *, alone: bool) -> None:
         """Roll back one failed write; if SQLite rolled back the whole batch, fail the batch."""
-        if self._conn.in_transaction:
+        if alone:
+            # The batch held only this write: end it, nothing committed and nobody waiting.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self._finish_batch(batch, None)
+        elif self._conn.in_transaction:
             self._conn.execute("ROLLBACK TO write")
             self._conn.execute("RELEASE write")
         else:
