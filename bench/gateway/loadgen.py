@@ -18,10 +18,13 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
+
+T = TypeVar("T")
 
 MODEL: Final = "gpt-4o-mini"
 PROMPT: Final = "Say hello to the benchmark in a few words."
@@ -144,15 +147,18 @@ async def run_cell(spec: CellSpec) -> Samples:
     return samples
 
 
-def main() -> None:
-    spec = CellSpec(**json.loads(sys.argv[1]))
+def run_fast(main: Coroutine[Any, Any, T]) -> T:
+    """Run a load generator's coroutine on uvloop when it is installed (a lighter client)."""
     try:
         import uvloop
     except ImportError:
-        samples = asyncio.run(run_cell(spec))
-    else:
-        samples = uvloop.run(run_cell(spec))
-    json.dump(asdict(samples), sys.stdout)
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def main() -> None:
+    spec = CellSpec(**json.loads(sys.argv[1]))
+    json.dump(asdict(run_fast(run_cell(spec))), sys.stdout)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from typing import IO, Final
 
 import aiohttp
 
+from bench.gateway.loadgen import run_fast
+
 OPENAI_MODEL: Final = "gpt-4o-mini"
 ANTHROPIC_MODEL: Final = "claude-haiku-4-5"
 EMBEDDING_MODEL: Final = "text-embedding-3-small"
@@ -341,13 +343,7 @@ async def run(spec: LoadSpec) -> Summary:
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as spec_file:
         spec = LoadSpec(**json.load(spec_file))
-    try:
-        import uvloop
-    except ImportError:
-        summary = asyncio.run(run(spec))
-    else:
-        summary = uvloop.run(run(spec))
-    json.dump(asdict(summary), sys.stdout)
+    json.dump(asdict(run_fast(run(spec))), sys.stdout)
 
 
 if __name__ == "__main__":

@@ -10,18 +10,7 @@ import httpx
 import pytest
 
 from ciyuan.demo import faults
-
-CHAT: dict[str, Any] = {
-    "model": "gpt-4o",
-    "messages": [{"role": "user", "content": "hi"}],
-    "max_tokens": 10,
-}
-STREAM: dict[str, Any] = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-MESSAGES: dict[str, Any] = {
-    "model": "claude-sonnet-5-5",
-    "max_tokens": 10,
-    "messages": CHAT["messages"],
-}
+from tests.demo.test_faults import CHAT, MESSAGES, STREAM
 
 
 def _raw(url: str, body: Any, fault: str) -> tuple[bytes, Exception | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,6 +77,24 @@ def start_gateway(db_url: str, upstream: str, log: Path, **settings: str) -> tup
         process.stop()
         raise
     return process, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def sqlite_gateway(
+    folder: Path, upstream: str, **settings: str
+) -> Iterator[tuple[Gateway, Process]]:
+    """A gateway process on its own SQLite file in ``folder`` (its log beside it), with a store
+    on the same file for the test; both are stopped and closed when the block ends."""
+    db_url = f"sqlite:///{folder / 'ciyuan.db'}"
+    store = open_store(db_url)
+    try:
+        process, base_url = start_gateway(db_url, upstream, folder / "gateway.log", **settings)
+        try:
+            yield Gateway(base_url=base_url, db_url=db_url, store=store), process
+        finally:
+            process.stop()
+    finally:
+        store.close()
 
 
 @pytest.fixture(

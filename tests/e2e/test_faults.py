@@ -20,10 +20,9 @@ from ciyuan.pricing.catalog import Catalog
 from ciyuan.pricing.cost import cost_of
 from ciyuan.pricing.money import Amount
 from ciyuan.pricing.usage import Usage
-from ciyuan.store import open_store
 from ciyuan.tokens import count_text
 from tests.conftest import free_port
-from tests.e2e.conftest import Gateway, start_gateway, tracked
+from tests.e2e.conftest import Gateway, sqlite_gateway, tracked
 
 CATALOG = Catalog.load_default()
 MODEL = "gpt-4o-mini"
@@ -56,20 +55,13 @@ def faulty(demo_upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         {"model": "gpt-4.1-nano", "deployments": [{"upstream": "slow"}]},
         {"model": "*", "deployments": [{"upstream": "demo"}]},
     ]
-    db_url = f"sqlite:///{folder / 'ciyuan.db'}"
-    store = open_store(db_url)
-    process, base_url = start_gateway(
-        db_url,
+    with sqlite_gateway(
+        folder,
         demo_upstream,
-        folder / "gateway.log",
         CIYUAN_UPSTREAMS=json.dumps(upstreams),
         CIYUAN_ROUTES=json.dumps(routes),
-    )
-    try:
-        yield Gateway(base_url=base_url, db_url=db_url, store=store)
-    finally:
-        process.stop()
-        store.close()
+    ) as (gateway, _):
+        yield gateway
 
 
 def sdk(gateway: Gateway, key: str) -> openai.OpenAI:

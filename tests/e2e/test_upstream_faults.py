@@ -23,10 +23,9 @@ from ciyuan.gateway.upstream.client import RESPONSE_BYTES_MAX
 from ciyuan.metering.ports import UsageEvent
 from ciyuan.pricing.money import Amount
 from ciyuan.pricing.usage import Usage
-from ciyuan.store import open_store
 from ciyuan.tokens import count_text
-from tests.e2e.conftest import Gateway, start_gateway, tracked
-from tests.e2e.test_faults import price, spent, wait_event
+from tests.e2e.conftest import Gateway, sqlite_gateway, tracked
+from tests.e2e.test_faults import price, sdk, spent, wait_event
 
 GPT = "gpt-4o-mini"
 CLAUDE = "claude-haiku-4-5"
@@ -46,26 +45,13 @@ def gw(demo_upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         {"model": SLOW, "deployments": [{"upstream": "slow"}]},
         {"model": "*", "deployments": [{"upstream": "demo"}]},
     ]
-    db_url = f"sqlite:///{folder / 'ciyuan.db'}"
-    store = open_store(db_url)
-    process, base_url = start_gateway(
-        db_url,
+    with sqlite_gateway(
+        folder,
         demo_upstream,
-        folder / "gateway.log",
         CIYUAN_UPSTREAMS=json.dumps(upstreams),
         CIYUAN_ROUTES=json.dumps(routes),
-    )
-    try:
-        yield Gateway(base_url=base_url, db_url=db_url, store=store)
-    finally:
-        process.stop()
-        store.close()
-
-
-def gpt(gateway: Gateway, key: str) -> openai.OpenAI:
-    return tracked(
-        openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
-    )
+    ) as (gateway, _):
+        yield gateway
 
 
 def claude(gateway: Gateway, key: str) -> anthropic.Anthropic:
@@ -134,7 +120,7 @@ def anthropic_stream(gateway: Gateway, key: str, fault: str) -> tuple[str, list[
 def test_openai_plain_reply_broken_is_502_and_free(gw: Gateway, fault: str) -> None:
     account, key = gw.customer("1")
     with pytest.raises(openai.InternalServerError) as caught:
-        gpt(gw, key).chat.completions.create(
+        sdk(gw, key).chat.completions.create(
             model=GPT, messages=PROMPT, max_tokens=24, extra_headers={"x-demo-fault": fault}
         )
     assert caught.value.status_code == 502
@@ -165,7 +151,7 @@ def test_anthropic_reply_broken_before_output_is_502_and_free(
 def test_plain_reply_beyond_the_response_cap_is_502_and_free(gw: Gateway) -> None:
     account, key = gw.customer("1")
     with pytest.raises(openai.InternalServerError) as caught:
-        gpt(gw, key).chat.completions.create(
+        sdk(gw, key).chat.completions.create(
             model=GPT,
             messages=PROMPT,
             max_tokens=24,
@@ -254,7 +240,7 @@ def test_wrong_usage_bills_the_local_count(gw: Gateway, api: str, kind: str) -> 
     fault = f"usage:{kind}"
     model, reason = (CLAUDE if api.startswith("anthropic") else GPT), REASONS[kind]
     if api == "openai":
-        raw = gpt(gw, key).chat.completions.with_raw_response.create(
+        raw = sdk(gw, key).chat.completions.with_raw_response.create(
             model=GPT, messages=PROMPT, max_tokens=24, extra_headers={"x-demo-fault": fault}
         )
         request_id, text = (
@@ -288,7 +274,7 @@ def test_wrong_usage_bills_the_local_count(gw: Gateway, api: str, kind: str) -> 
 
 def test_usage_rejections_are_counted_in_metrics(gw: Gateway) -> None:
     _, key = gw.customer("1")
-    gpt(gw, key).chat.completions.create(
+    sdk(gw, key).chat.completions.create(
         model=GPT, messages=PROMPT, max_tokens=24, extra_headers={"x-demo-fault": "usage:huge"}
     )
     metrics = httpx.get(gw.base_url + "/metrics", timeout=30).text

@@ -16,12 +16,11 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from ciyuan.store import open_store
 from tests.conftest import Process
 from tests.e2e.conftest import (  # noqa: F401  (fixtures are found by their imported names)
     Gateway,
     demo_upstream,
-    start_gateway,
+    sqlite_gateway,
 )
 
 ADMIN_KEY = "admin-" + secrets.token_urlsafe(24)
@@ -59,35 +58,28 @@ def fuzz_gateway(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FuzzGateway]:
     folder = tmp_path_factory.mktemp("fuzz")
-    db_url = f"sqlite:///{folder / 'ciyuan.db'}"
-    store = open_store(db_url)
-    process, base_url = start_gateway(
-        db_url,
+    with sqlite_gateway(
+        folder,
         demo_upstream,
-        folder / "gateway.log",
         CIYUAN_ADMIN_KEY=ADMIN_KEY,
         CIYUAN_BODY_BYTES_MAX=str(BODY_BYTES_MAX),
         CIYUAN_HEADER_BYTES_MAX=str(HEADER_BYTES_MAX),
         CIYUAN_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
-    )
-    gateway = FuzzGateway(
-        base_url=base_url,
-        db_url=db_url,
-        store=store,
-        process=process,
-        admin_key=ADMIN_KEY,
-        account="",
-        key="",
-    )
-    gateway.account, gateway.key = gateway.customer(CREDIT)
-    try:
+    ) as (running, process):
+        gateway = FuzzGateway(
+            base_url=running.base_url,
+            db_url=running.db_url,
+            store=running.store,
+            process=process,
+            admin_key=ADMIN_KEY,
+            account="",
+            key="",
+        )
+        gateway.account, gateway.key = gateway.customer(CREDIT)
         yield gateway
-    finally:
-        process.stop()
-        store.close()
-        log = (folder / "gateway.log").read_text(errors="replace")
-        # The app's catch-all handler logs every 5xx it had to invent: none may have happened.
-        assert "unexpected error" not in log, log[-5000:]
+    log = (folder / "gateway.log").read_text(errors="replace")
+    # The app's catch-all handler logs every 5xx it had to invent: none may have happened.
+    assert "unexpected error" not in log, log[-5000:]
 
 
 @pytest.fixture

@@ -27,21 +27,15 @@ from ciyuan.gateway.limits import guarded_http_protocol
 from ciyuan.gateway.openapi import OPENAPI
 from ciyuan.gateway.relay import handle
 from ciyuan.gateway.runtime import Runtime
-from ciyuan.gateway.wire_errors import anthropic_error, openai_error
+from ciyuan.gateway.wire_errors import error_for_path
 
 log = logging.getLogger("ciyuan.gateway")
-
-
-def _is_anthropic(path: str) -> bool:
-    return path.startswith("/v1/messages")
 
 
 def _render(request: Request, error: CiyuanError) -> Response:
     # A rate-limit refusal carries OpenAI's x-ratelimit-* and retry-after headers.
     headers = error.headers if isinstance(error, RateRefused) else None
-    if _is_anthropic(request.url.path):
-        return anthropic_error(error, headers=headers)
-    return openai_error(error, headers=headers)
+    return error_for_path(request.url.path, error, headers=headers)
 
 
 async def _on_ciyuan_error(request: Request, exc: Exception) -> Response:
@@ -121,8 +115,7 @@ class HeaderLimit:
                 error = InvalidRequest(
                     f"request headers exceed the limit of {self.header_bytes_max} bytes"
                 )
-                render = anthropic_error if _is_anthropic(scope["path"]) else openai_error
-                response = render(error)
+                response = error_for_path(scope["path"], error)
                 response.status_code = 431
                 await response(scope, receive, send)
                 return

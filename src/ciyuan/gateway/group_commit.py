@@ -31,24 +31,23 @@ class CommitBatcher:
     def __init__(self, store: BatchingStore) -> None:
         self._store = store
         self._scheduled = False
-        self._loop_thread: int | None = None
 
     async def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """``fn(*args, **kwargs)`` now, answered once what it wrote has committed."""
         with self._store.deferred_commit():
             result = fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        loop_thread = threading.get_ident()
         committed: asyncio.Future[None] = loop.create_future()
 
-        def settle(error: BaseException | None) -> None:
+        def on_commit(error: BaseException | None) -> None:
             # Another thread (the sweeper's) may commit the batch first.
-            if threading.get_ident() == self._loop_thread:
+            if threading.get_ident() == loop_thread:
                 _resolve(committed, error)
             else:
                 loop.call_soon_threadsafe(_resolve, committed, error)
 
-        if self._store.when_committed(settle):
+        if self._store.when_committed(on_commit):
             if not self._scheduled:
                 self._scheduled = True
                 loop.call_soon(self._commit)

@@ -10,7 +10,7 @@ from typing import Any, Final
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ciyuan.errors import InvalidRequest
-from ciyuan.gateway.wire_errors import anthropic_error, openai_error
+from ciyuan.gateway.wire_errors import error_for_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +120,8 @@ def guarded_http_protocol(limits: RequestLimits) -> type[HttpToolsProtocol]:
         def _refuse_head(self) -> None:
             self._refused = True
             error = InvalidRequest(f"request headers exceed the limit of {head_bytes_max} bytes")
-            anthropic = getattr(self, "url", b"").startswith(b"/v1/messages")
-            response = anthropic_error(error) if anthropic else openai_error(error)
+            path = getattr(self, "url", b"").decode("latin-1")
+            response = error_for_path(path, error)
             self.transport.write(
                 b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
                 b"content-type: application/json\r\nconnection: close\r\n"

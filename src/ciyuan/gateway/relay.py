@@ -352,15 +352,12 @@ def _believed(
                     )
             if reason is None:
                 return reported, "reported"
-    if text is None:
-        text = delivered_text()
-    completion = count_text(ticket.model, text).tokens if text else 0
     if reason is not None:
         ticket.usage_rejected = {"reason": reason, "message": message}
         if reported is not None:
             ticket.usage_rejected["reported"] = reported.as_dict()
         runtime.metrics.upstream_errors.labels(ticket.upstream, f"usage_{reason}").inc()
-    return Usage(input_tokens=ticket.prompt_tokens_local, output_tokens=completion), "counted"
+    return _counted(ticket, delivered_text() if text is None else text), "counted"
 
 
 def _stream_failure(error: Exception) -> UpstreamError:
@@ -381,8 +378,8 @@ def _completion_of(spec: ApiSpec, payload: bytes) -> str:
         return ""
 
 
-def _counted(ticket: Ticket, meter: StreamMeter) -> Usage:
-    text = meter.delivered_text()
+def _counted(ticket: Ticket, text: str) -> Usage:
+    """The local count: the prompt as counted before the call, and ``text`` delivered."""
     completion = count_text(ticket.model, text).tokens if text else 0
     return Usage(input_tokens=ticket.prompt_tokens_local, output_tokens=completion)
 
@@ -498,7 +495,7 @@ class _StreamRelay:
                 self.runtime.metrics.upstream_errors.labels(
                     ticket.upstream, self.failure.code
                 ).inc()
-            usage = _counted(ticket, meter)
+            usage = _counted(ticket, meter.delivered_text())
             status = "ok" if meter.finished else "partial"
             outcome = await self.runtime.settle(
                 ticket,
@@ -524,7 +521,7 @@ class _StreamRelay:
             return
         self.settled = True
         del self.meter.pieces[self.delivered :]
-        usage = _counted(self.ticket, self.meter)
+        usage = _counted(self.ticket, self.meter.delivered_text())
         self.runtime.spawn(
             self.runtime.settle(
                 self.ticket,

@@ -77,6 +77,15 @@ def anthropic_error(error: CiyuanError, *, headers: dict[str, str] | None = None
     return Response(orjson.dumps(body), wire.status, _headers(error, headers), "application/json")
 
 
+def error_for_path(
+    path: str, error: CiyuanError, *, headers: dict[str, str] | None = None
+) -> Response:
+    """``error`` in the dialect of the route it answers: Anthropic's under ``/v1/messages``,
+    OpenAI's everywhere else (what a client pointed at that path would parse)."""
+    render = anthropic_error if path.startswith("/v1/messages") else openai_error
+    return render(error, headers=headers)
+
+
 def _headers(error: CiyuanError, extra: dict[str, str] | None) -> dict[str, str]:
     """Defaults from the error, overridden by ``extra``: a rate-limit refusal brings its own
     exact ``retry-after``/``retry-after-ms``, or ``x-should-retry: false`` when no wait helps."""
