@@ -99,6 +99,29 @@ def test_spending_takes_the_earliest_expiring_grant_and_expiry_takes_the_rest(
     assert_consistent(store)
 
 
+def test_the_next_expiry_moves_only_when_an_expiring_grant_is_used_up(
+    store: SqlStore, clock: FixedClock, db_url: str
+) -> None:
+    acme = store.create_account("acme")
+    now = clock.now_us()
+    early, late = now + 10 * US_PER_S, now + 100 * US_PER_S
+    store.grant(acme.id, USD("2"), expires_us=early, idempotency_key="early")
+    store.grant(acme.id, USD("3"), expires_us=late, idempotency_key="late")
+
+    def next_expiry() -> int | None:
+        rows = raw(db_url, "SELECT next_expiry_us FROM accounts WHERE id = ?", (acme.id,))
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    for request, cost, expected in (("req-1", "1", early), ("req-2", "1", late)):
+        hold = store.reserve(acme.id, USD(cost), request_id=request, timeout_s=5)
+        store.settle(hold, USD(cost), event(acme.id, request))
+        assert next_expiry() == expected, request
+    hold = store.reserve(acme.id, USD("3"), request_id="req-3", timeout_s=5)
+    store.settle(hold, USD("3"), event(acme.id, "req-3"))
+    assert next_expiry() is None
+    assert_consistent(store)
+
+
 def test_an_expired_grant_is_not_spendable_before_the_sweeper_runs(
     store: SqlStore, clock: FixedClock
 ) -> None:

@@ -5,10 +5,18 @@ Transactions run at READ COMMITTED: every balance change is a single conditional
 concurrent writer), and rows a transaction touches are locked with ``SELECT … FOR UPDATE`` in
 account-id order first, so concurrent gateways can neither overdraw nor deadlock. Migrations run
 under an advisory lock so several processes starting at once apply each migration exactly once.
+
+Transactions run in libpq's pipeline mode: a statement whose rows nobody reads (an ``INSERT``,
+``UPDATE`` or ``DELETE`` without ``RETURNING``, a lock) is sent without waiting for its answer,
+and the next statement that returns rows, or the COMMIT, collects every answer at once. A settle
+that runs eighteen statements then waits on about seven round trips instead of nineteen, and the
+shared rows it locks (revenue, the chain head) are held for fewer of them. A failure of a
+statement sent ahead surfaces at that next wait, still inside the transaction, which it aborts.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -24,6 +32,7 @@ from ciyuan.store.sql_base import Row, Tx
 from ciyuan.store.sql_store import SqlStore
 
 MIGRATION_LOCK_ID: Final = 0x63697975616E  # "ciyuan"
+_SILENT_VERBS: Final = ("INSERT", "UPDATE", "DELETE", "SET")
 CONNECT_TIMEOUT_S: Final = 5.0
 POOL_SIZE_MAX: Final = 16
 
@@ -33,22 +42,38 @@ class _PostgresTx(Tx):
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cursor = self._conn.execute(sql.replace("?", "%s"), tuple(params), prepare=True)
-        return cursor.fetchall() if cursor.description is not None else []
+        cursor = self._conn.execute(_dialect(sql), tuple(params), prepare=True)
+        if _answers_nothing(sql):
+            return []  # sent ahead: the pipeline's next wait collects its outcome
+        return cursor.fetchall()
 
     def lock_accounts(self, account_ids: Sequence[str]) -> None:
         ordered = sorted(set(account_ids))
+        # Sent ahead: the locks are taken, in order, before any later statement runs.
         self._conn.execute(
-            "SELECT id FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ordered,)
+            "SELECT id FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (ordered,),
+            prepare=True,
         )
 
     def lock_head(self) -> tuple[int, str]:
         # Taken after the account locks (see Tx.lock_accounts): the one global lock order.
         row = self._conn.execute(
-            "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE"
+            "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE", prepare=True
         ).fetchone()
         assert row is not None
         return int(row[0]), str(row[1])
+
+
+@functools.lru_cache(maxsize=1024)
+def _dialect(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+@functools.lru_cache(maxsize=1024)
+def _answers_nothing(sql: str) -> bool:
+    """A write or setting whose result nobody reads (SQLite returns no rows for it either)."""
+    return sql.lstrip().upper().startswith(_SILENT_VERBS) and "RETURNING" not in sql.upper()
 
 
 class PostgresStore(SqlStore):
@@ -92,7 +117,7 @@ class PostgresStore(SqlStore):
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
                 yield _PostgresTx(conn)
         except psycopg.errors.IntegrityError as exc:
             raise Conflict(

@@ -132,18 +132,21 @@ def settle_budgets(
     A reservation with no holds (admitted before its budgets existed, or whose hold expired or
     was voided before this late settle) is charged to the budgets in force now.
     """
-    holds = tx.execute(
-        "SELECT budget_id, period_start_us, held_nanos FROM budget_holds "
-        "WHERE reservation_id = ? ORDER BY budget_id",
-        (reservation_id,),
+    subjects = _subjects(account_id, api_key_id)
+    # One statement reads both the holds and the budgets in force (on a ledger without budgets,
+    # the usual case, settling pays for one empty read, not two).
+    rows = tx.execute(
+        "SELECT 1, budget_id, period_start_us, held_nanos, NULL FROM budget_holds "
+        "WHERE reservation_id = ? UNION ALL "
+        "SELECT 0, id, 0, amount_nanos, period FROM budgets "
+        f"WHERE subject IN ({', '.join('?' * len(subjects))}) ORDER BY 1 DESC, 2",
+        (reservation_id, *subjects),
     )
+    holds = [(row[1], row[2], row[3]) for row in rows if row[0] == 1]
     if holds:
         tx.execute("DELETE FROM budget_holds WHERE reservation_id = ?", (reservation_id,))
     elif charged.nanos:
-        holds = [
-            (budget_id, period_of(period, now_us).start_us, 0)
-            for budget_id, period, _ in _budgets_of(tx, account_id, api_key_id)
-        ]
+        holds = [(row[1], period_of(row[4], now_us).start_us, 0) for row in rows]
         for budget_id, start_us, _ in holds:
             tx.execute(
                 "INSERT INTO budget_spend (budget_id, period_start_us) VALUES (?, ?) "

@@ -48,20 +48,26 @@ _CHECKPOINT_COLUMNS: Final = "seq, hash, created_us, public_key, signature, merk
 
 
 class ChainStore(SqlBase):
-    def _append(self, tx: Tx, transfer: Transfer) -> Transfer:
-        """Write ``transfer`` at the next chain position and move both posted balances."""
+    def _append(self, tx: Tx, transfer: Transfer, *, balances_moved: bool = False) -> Transfer:
+        """Write ``transfer`` at the next chain position and move both posted balances.
+
+        ``balances_moved``: the caller already moved both posted balances by this transfer's
+        amount in this transaction (a settle folds its charges and the hold's release into one
+        update per account).
+        """
         assert transfer.amount.nanos > 0 and transfer.seq == 0
         # Balances first, the head last: system accounts (revenue, funding, expiry) sort after
         # every customer id, so this keeps the one lock order (customers, system accounts,
         # head), and the head (the one lock every append shares) is held for the least time.
-        tx.execute(
-            "UPDATE accounts SET debits_posted = debits_posted + ? WHERE id = ?",
-            (transfer.amount.nanos, transfer.debit_account_id),
-        )
-        tx.execute(
-            "UPDATE accounts SET credits_posted = credits_posted + ? WHERE id = ?",
-            (transfer.amount.nanos, transfer.credit_account_id),
-        )
+        if not balances_moved:
+            tx.execute(
+                "UPDATE accounts SET debits_posted = debits_posted + ? WHERE id = ?",
+                (transfer.amount.nanos, transfer.debit_account_id),
+            )
+            tx.execute(
+                "UPDATE accounts SET credits_posted = credits_posted + ? WHERE id = ?",
+                (transfer.amount.nanos, transfer.credit_account_id),
+            )
         head_seq, head_hash = tx.lock_head()
         placed = replace(transfer, seq=head_seq + 1)
         placed = replace(placed, hash=chain_hash(head_hash, placed))

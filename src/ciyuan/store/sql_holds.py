@@ -173,25 +173,26 @@ class HoldStore(LedgerStore):
         now_us = self._clock.now_us()
         account_id = reservation.account_id
         with self.transaction() as tx:
-            # Revenue is locked later, by its balance update in _append: system account ids sort
-            # after every customer's, so the lock order holds, and the shared rows (revenue,
-            # chain head) are held only from the appends to the commit.
+            # Revenue is locked later, by its balance update just before the appends: system
+            # account ids sort after every customer's, so the lock order holds, and the shared
+            # rows (revenue, chain head) are held only from there to the commit.
             tx.lock_accounts([account_id])
             row = tx.one(
-                "SELECT state, amount_nanos, charged_nanos FROM reservations WHERE id = ?",
+                "SELECT r.state, r.amount_nanos, r.charged_nanos, "
+                "a.credits_posted - a.debits_posted - a.debits_pending, a.floor_nanos "
+                "FROM reservations r JOIN accounts a ON a.id = r.account_id WHERE r.id = ?",
                 (reservation.id,),
             )
             if row is None:
                 raise NotFound(f"no reservation {reservation.id}")
             state, reserved_nanos = ReservationState(row[0]), int(row[1])
+            available, floor_nanos = int(row[3]), int(row[4] or 0)
             if state is ReservationState.SETTLED:
                 # A repeated settle of the same request changes nothing.
-                available = self._available_in(tx, account_id)[0]
                 return Settlement(reservation.id, Amount(row[2]), Amount.zero(), Amount(available))
             # An expired or voided hold was already released: the response still reached the
             # client, so it is charged, from what the balance holds now.
             held = reserved_nanos if state is ReservationState.PENDING else 0
-            available, floor_nanos = self._available_in(tx, account_id)
             split = split_charge(
                 cost, Amount(reserved_nanos), Amount(held), Amount(available + held - floor_nanos)
             )
@@ -200,11 +201,6 @@ class HoldStore(LedgerStore):
                 "UPDATE reservations SET state = ?, charged_nanos = ?, closed_us = ? WHERE id = ?",
                 (ReservationState.SETTLED.value, charged.nanos, now_us, reservation.id),
             )
-            if held:
-                tx.execute(
-                    "UPDATE accounts SET debits_pending = debits_pending - ? WHERE id = ?",
-                    (held, account_id),
-                )
             if charged:
                 self._spend(tx, account_id, charged.nanos)
             settle_budgets(
@@ -217,6 +213,19 @@ class HoldStore(LedgerStore):
                     event, cost=charged, unbilled=split.unbilled, reserved=Amount(reserved_nanos)
                 ),
             )
+            # The hold's release and every charge in one update of the customer's row, then
+            # revenue's (it sorts after every customer: the lock order holds).
+            if held or charged:
+                tx.execute(
+                    "UPDATE accounts SET debits_pending = debits_pending - ?, "
+                    "debits_posted = debits_posted + ? WHERE id = ?",
+                    (held, charged.nanos, account_id),
+                )
+            if charged:
+                tx.execute(
+                    "UPDATE accounts SET credits_posted = credits_posted + ? WHERE id = ?",
+                    (charged.nanos, REVENUE_ID),
+                )
             for kind, part in (
                 (TransferKind.CHARGE, split.charge),
                 (TransferKind.OVERAGE, split.overage),
@@ -231,20 +240,11 @@ class HoldStore(LedgerStore):
                             idempotency_key=f"{kind.value}:{reservation.request_id}",
                             created_us=now_us,
                         ),
+                        balances_moved=True,
                     )  # fmt: skip
         # Computed, not read back: no statement runs between the appends and the commit.
         after = Amount(available + held) - charged
         return Settlement(reservation.id, charged, split.unbilled, after)
-
-    def _available_in(self, tx: Tx, account_id: str) -> tuple[int, int]:
-        row = tx.one(
-            "SELECT credits_posted - debits_posted - debits_pending, floor_nanos FROM accounts "
-            "WHERE id = ?",
-            (account_id,),
-        )
-        if row is None:
-            raise NotFound(f"no account {account_id}")
-        return int(row[0]), int(row[1] or 0)
 
     def void(self, reservation: Reservation, event: UsageEvent | None) -> None:
         with self.transaction() as tx:

@@ -93,12 +93,16 @@ class LedgerStore(AuditStore):
         )
         return [Lot(*row) for row in rows]
 
-    def _take_from_lots(self, tx: Tx, account_id: str, taken: list[tuple[str, int]]) -> None:
+    def _take_from_lots(
+        self, tx: Tx, account_id: str, taken: list[tuple[str, int]], *, expiry_moves: bool = True
+    ) -> None:
         for lot_id, nanos in taken:
             tx.execute(
                 "UPDATE grant_lots SET remaining_nanos = remaining_nanos - ? WHERE id = ?",
                 (nanos, lot_id),
             )
+        if not expiry_moves:
+            return
         tx.execute(
             "UPDATE accounts SET next_expiry_us = (SELECT MIN(expires_us) FROM grant_lots "
             "WHERE account_id = ? AND remaining_nanos > 0) WHERE id = ?",
@@ -107,9 +111,17 @@ class LedgerStore(AuditStore):
 
     def _spend(self, tx: Tx, account_id: str, nanos: int) -> None:
         """A debit of a customer consumes its lots, earliest-expiring first."""
-        taken = consume(self._open_lots(tx, account_id), nanos)
+        lots = self._open_lots(tx, account_id)
+        taken = consume(lots, nanos)
         if taken:
-            self._take_from_lots(tx, account_id, taken)
+            # The next expiry moves only when a lot that expires is used up.
+            expiring = {lot.id: lot.remaining_nanos for lot in lots if lot.expires_us is not None}
+            self._take_from_lots(
+                tx,
+                account_id,
+                taken,
+                expiry_moves=any(expiring.get(lot_id) == nanos for lot_id, nanos in taken),
+            )
 
     # ---- grants and refunds -------------------------------------------------------------------
 
