@@ -18,12 +18,17 @@ between sizes ``m ≤ n`` shows that the tree of size ``n`` extends the tree of 
 Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 step by step. A :class:`Frontier` keeps the
 roots of the perfect subtrees along the right edge (one per bit of ``n``), enough to extend the
 tree leaf by leaf and compute its root without seeing the earlier leaves again.
+
+Every other node is an aligned perfect subtree (:data:`Subtree`) whose hash is fixed once its
+last leaf is appended, so a store may keep those from some height up and build audit paths from
+them (:func:`inclusion_proofs_from_subtrees`) without rehashing the tree: the same paths as
+:func:`inclusion_proofs`, from O(log n) stored hashes and one block of leaves per index.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 HASH_BYTES: Final = 32
@@ -159,6 +164,133 @@ def verify_consistency(
     return fr == old_root and sr == new_root and sn == 0
 
 
+Subtree = tuple[int, int]
+"""An aligned perfect subtree ``(height, position)``: the leaves ``position·2^height`` up to
+``(position + 1)·2^height``. Every node of an RFC 6962 tree that is not on its right edge is
+one, and its hash never changes as the log grows, which is what lets a store keep it."""
+
+
+def perfect_cover(start: int, end: int) -> list[Subtree]:
+    """The aligned perfect subtrees that make up leaves ``start..end``, left to right.
+
+    ``start`` must be a multiple of the largest power of two ≤ ``end − start`` (true of every
+    range RFC 6962 hashes): the pieces are then one per set bit of the length, largest first,
+    and folding their hashes from the right is exactly MTH of the range.
+    """
+    pieces: list[Subtree] = []
+    while start < end:
+        height = (end - start).bit_length() - 1
+        assert start % (1 << height) == 0, "the range is not aligned as RFC 6962 splits it"
+        pieces.append((height, start >> height))
+        start += 1 << height
+    return pieces
+
+
+def audit_subtrees(size: int, index: int) -> list[list[Subtree]]:
+    """What each hash of the audit path of ``index`` in a tree of ``size`` is made of.
+
+    Entry ``h`` is the sibling at height ``h`` (skipped where the node has none) as the perfect
+    subtrees of :func:`perfect_cover`: a single one unless the sibling is cut short by the
+    right edge. No hashing: a store uses this to know which stored nodes and leaves to read.
+    """
+    assert 0 <= index < size, "a leaf index lies outside the tree"
+    path: list[list[Subtree]] = []
+    height = 0
+    while (1 << height) < size:  # the level above still has more than one node
+        start = ((index >> height) ^ 1) << height
+        if start < size:  # else this node is the promoted odd one: no hash here
+            path.append(perfect_cover(start, min(start + (1 << height), size)))
+        height += 1
+    return path
+
+
+class SubtreeHashes:
+    """MTH of aligned perfect subtrees from whatever is at hand: hashes already known (a store's
+    saved nodes, a checkpoint's frontier) and leaf hashes by index.
+
+    A subtree not known is hashed from its two halves, recursively, down to the leaves, and
+    remembered, so a caller may hand over an incomplete set of nodes as long as it supplies the
+    leaves under every gap (:meth:`inclusion_proofs` raises ``KeyError`` otherwise). Given
+    correct inputs the paths equal :func:`inclusion_proofs` over all the leaves.
+    """
+
+    __slots__ = ("known", "leaves")
+
+    def __init__(self, known: Mapping[Subtree, bytes], leaves: Mapping[int, bytes]) -> None:
+        self.known = dict(known)
+        self.leaves = leaves
+
+    def perfect(self, height: int, position: int) -> bytes:
+        found = self.known.get((height, position))
+        if found is not None:
+            return found
+        if height == 0:
+            return self.leaves[position]
+        made = node_hash(
+            self.perfect(height - 1, 2 * position), self.perfect(height - 1, 2 * position + 1)
+        )
+        self.known[(height, position)] = made
+        return made
+
+    def fold(self, pieces: Sequence[Subtree]) -> bytes:
+        """MTH of a range given as its :func:`perfect_cover`."""
+        result = self.perfect(*pieces[-1])
+        for piece in reversed(pieces[:-1]):
+            result = node_hash(self.perfect(*piece), result)
+        return result
+
+    def inclusion_proofs(self, size: int, indices: Sequence[int]) -> list[list[bytes]]:
+        return [[self.fold(pieces) for pieces in audit_subtrees(size, i)] for i in indices]
+
+
+def inclusion_proofs_from_subtrees(
+    size: int,
+    indices: Sequence[int],
+    block_height: int,
+    known: Mapping[Subtree, bytes],
+    read_nodes: Callable[[set[Subtree]], Mapping[Subtree, bytes]],
+    read_blocks: Callable[[set[int]], Mapping[int, bytes]],
+) -> list[list[bytes]]:
+    """:func:`inclusion_proofs` without the whole tree: from stored subtree hashes and blocks.
+
+    ``read_nodes`` returns whichever of the asked subtrees (all of height ≥ ``block_height``)
+    are stored; ``read_blocks`` returns the leaf hashes, by index, of the asked blocks (block
+    ``b`` is leaves ``b·2^block_height`` up to the next block or ``size``). ``known`` (e.g. a
+    saved :class:`Frontier`'s subtrees) is used first. With every node stored that is one
+    block of leaves per index and O(log n) nodes, asked for in one call each; a missing node
+    is asked for by its halves, level after level, down to the blocks under it.
+    """
+    nodes = dict(known)
+    wanted = {
+        piece
+        for index in indices
+        for pieces in audit_subtrees(size, index)
+        for piece in pieces
+        if piece not in nodes
+    }
+    blocks: set[int] = set()
+    while wanted:
+        blocks.update(
+            (position << height) >> block_height
+            for height, position in wanted
+            if height < block_height
+        )
+        high = {piece for piece in wanted if piece[0] >= block_height}
+        if high:
+            nodes.update(read_nodes(high))
+        missing = [piece for piece in high if piece not in nodes]
+        blocks.update(position for height, position in missing if height == block_height)
+        wanted = {
+            half
+            for height, position in missing
+            if height > block_height
+            for half in ((height - 1, 2 * position), (height - 1, 2 * position + 1))
+            if half not in nodes
+        }
+    leaves = read_blocks(blocks) if blocks else {}
+    return SubtreeHashes(nodes, leaves).inclusion_proofs(size, indices)
+
+
 def _split(n: int) -> int:
     """The largest power of two strictly below ``n`` (n ≥ 2): where RFC 6962 splits a tree."""
     assert n >= 2
@@ -182,15 +314,24 @@ class Frontier:
         assert len(self.nodes) == size.bit_count(), "a frontier has one node per set bit of size"
         assert all(len(node) == HASH_BYTES for node in self.nodes)
 
-    def append(self, leaf: bytes) -> None:
+    def append(self, leaf: bytes) -> list[bytes]:
+        """Add a leaf; return the perfect subtrees it completes, by height (1, 2, …), each
+        ending at the new size, so a store can keep them for :class:`SubtreeHashes`."""
         assert len(leaf) == HASH_BYTES
         self.nodes.append(leaf)
         self.size += 1
         # Each trailing one bit of the old size is a perfect subtree the new leaf completes.
         merges = (self.size & -self.size).bit_length() - 1
+        completed = []
         for _ in range(merges):
             right = self.nodes.pop()
             self.nodes[-1] = node_hash(self.nodes[-1], right)
+            completed.append(self.nodes[-1])
+        return completed
+
+    def subtrees(self) -> list[Subtree]:
+        """Where each of :attr:`nodes` sits: its (height, position), left to right."""
+        return perfect_cover(0, self.size)
 
     def root(self) -> bytes:
         if not self.nodes:

@@ -70,20 +70,35 @@ def build_merkle_receipt(
     """The version-2 receipt; ``leaves`` are the leaf hashes (hex) of positions 1..checkpoint.seq.
 
     Building the proofs hashes the whole tree: O(n) for a checkpoint at ``n``, however few
-    transfers the request has. Storing the interior nodes (or caching the tree per checkpoint)
-    would make it O(log n) reads; at today's ledger sizes the linear pass is cheap enough.
+    transfers the request has. The store builds the same paths from stored subtree hashes in
+    O(log n) reads and calls :func:`merkle_receipt`; this is its reference and its fallback.
     """
+    paths: list[list[bytes]] = []
+    if checkpoint is not None:
+        assert len(leaves) == checkpoint.seq
+        indices = [t.seq - 1 for t in transfers]
+        paths = merkle.inclusion_proofs([bytes.fromhex(leaf) for leaf in leaves], indices)
+    return merkle_receipt(request_id, transfers, paths, checkpoint)
+
+
+def merkle_receipt(
+    request_id: str,
+    transfers: Sequence[Transfer],
+    paths: Sequence[Sequence[bytes]],
+    checkpoint: Checkpoint | None,
+) -> dict[str, Any]:
+    """The version-2 receipt from each transfer's audit path (in order) to the checkpoint's
+    root, however they were computed; none without a checkpoint."""
     assert transfers and list(transfers) == sorted(transfers, key=lambda t: t.seq)
     inclusion: list[dict[str, Any]] = []
     if checkpoint is not None:
-        assert checkpoint.merkle_root is not None and len(leaves) == checkpoint.seq
-        assert transfers[-1].seq <= checkpoint.seq
-        indices = [t.seq - 1 for t in transfers]
-        paths = merkle.inclusion_proofs([bytes.fromhex(leaf) for leaf in leaves], indices)
+        assert checkpoint.merkle_root is not None and transfers[-1].seq <= checkpoint.seq
         inclusion = [
-            {"leaf_index": index, "path": [node.hex() for node in path]}
-            for index, path in zip(indices, paths, strict=True)
+            {"leaf_index": t.seq - 1, "path": [node.hex() for node in path]}
+            for t, path in zip(transfers, paths, strict=True)
         ]
+    else:
+        assert not paths
     return {
         "version": RECEIPT_VERSION,
         "request_id": request_id,

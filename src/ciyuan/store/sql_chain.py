@@ -9,8 +9,10 @@ global order that keeps concurrent transactions free of deadlocks.
 
 A checkpoint signs the chain head and the Merkle root of every leaf up to it; it saves the
 tree's right edge (:class:`~ciyuan.ledger.merkle.Frontier`) beside the root, so the next one
-hashes only the newer transfers. A receipt proves its transfers against the latest checkpoint
-with Merkle inclusion proofs, or, under a checkpoint signed before Merkle roots, with a chain
+hashes only the newer transfers, and stores the hashes of the aligned subtrees of 2^8 leaves
+and up that those transfers complete (``merkle_nodes``). A receipt proves its transfers against
+the latest checkpoint with Merkle inclusion proofs built from those hashes and one block of
+leaves, O(B + log n) rows read, or, under a checkpoint signed before Merkle roots, with a chain
 segment to the earliest one.
 """
 
@@ -18,7 +20,8 @@ segment to the earliest one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -35,8 +38,14 @@ from ciyuan.ledger.chain import (
     link_hash,
 )
 from ciyuan.ledger.checkpoints import Checkpoint, public_key_hex, sign_checkpoint, signature_valid
-from ciyuan.ledger.merkle import Frontier
-from ciyuan.ledger.receipts import build_merkle_receipt, build_segment_receipt
+from ciyuan.ledger.merkle import (
+    HASH_BYTES,
+    Frontier,
+    Subtree,
+    inclusion_proofs_from_subtrees,
+    verify_inclusion,
+)
+from ciyuan.ledger.receipts import build_merkle_receipt, build_segment_receipt, merkle_receipt
 from ciyuan.ledger.transfers import Transfer
 from ciyuan.store.sql_base import TRANSFER_COLUMNS, SqlBase, Tx, transfer_from_row
 
@@ -45,9 +54,20 @@ RECEIPT_SEGMENT_MAX: Final = 200_000
 """The longest chain segment a (version-1) receipt may carry (≈13 MB of JSON)."""
 _CHECKPOINT_COLUMNS: Final = "seq, hash, created_us, public_key, signature, merkle_root"
 """In :class:`Checkpoint`'s field order, so ``Checkpoint(*row)`` reads a row."""
+MERKLE_BLOCK_HEIGHT: Final = 8
+"""Subtrees of 2^8 leaves and up are kept in ``merkle_nodes``: a receipt hashes at most one such
+block of leaves per transfer, and the table holds about 2n/256 rows (a few MB per million)."""
+_SQL_PARAMS_MAX: Final = 500
+"""Bound parameters per statement, well under SQLite's and PostgreSQL's limits."""
+
+log = logging.getLogger("ciyuan.store")
 
 
 class ChainStore(SqlBase):
+    merkle_block_height: int = MERKLE_BLOCK_HEIGHT
+    """Per store so tests can use tiny blocks: a stored node is right at any height, so stores
+    that differ here only read and write different rows."""
+
     def _append(self, tx: Tx, transfer: Transfer, *, balances_moved: bool = False) -> Transfer:
         """Write ``transfer`` at the next chain position and move both posted balances.
 
@@ -178,10 +198,11 @@ class ChainStore(SqlBase):
         if not report.ok:
             return report, None
         with self.read_transaction() as tx:
-            frontier = self._frontier_at(tx, report.head_seq, report.head_hash)
-        if frontier is None:
+            built = self._frontier_at(tx, report.head_seq, report.head_hash)
+        if built is None:
             moved = ChainProblem(report.head_seq, "altered", "changed while being checkpointed")
             return replace(report, problem=moved), None
+        frontier, nodes = built
         signed = sign_checkpoint(
             key, report.head_seq, report.head_hash, self._clock.now_us(), frontier.root().hex()
         )
@@ -198,22 +219,30 @@ class ChainStore(SqlBase):
                     signed.signature, signed.merkle_root, frontier.to_text(),
                 ),
             )  # fmt: skip
+            self._save_merkle_nodes(tx, nodes)
             row = tx.one(
                 f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE seq = ?", (signed.seq,)
             )
         assert row is not None
         return report, Checkpoint(*row)
 
-    def _frontier_at(self, tx: Tx, head_seq: int, head_hash: str) -> Frontier | None:
-        """The Merkle tree's right edge over positions 1..``head_seq``; None if the leaves read
-        do not chain to ``head_hash`` (the ledger changed under us).
+    def _frontier_at(
+        self, tx: Tx, head_seq: int, head_hash: str
+    ) -> tuple[Frontier, list[tuple[Subtree, bytes]]] | None:
+        """The Merkle tree's right edge over positions 1..``head_seq`` and the stored-height
+        subtrees completed on the way; None if the leaves read do not chain to ``head_hash``
+        (the ledger changed under us).
 
         Starts from the newest checkpoint at or below the head whose saved frontier folds to
-        its signed root (else from the empty tree), so a checkpoint hashes only the transfers
-        after the previous one. Relinking those leaves to the verified head hash ties the tree
-        to exactly the chain that ``verify_chain`` just checked.
+        its signed root and whose subtrees are in ``merkle_nodes`` (else from the empty tree),
+        so a checkpoint hashes only the transfers after the previous one; the first checkpoint
+        of a ledger from before ``merkle_nodes`` rehashes it all once, filling the table.
+        Relinking those leaves to the verified head hash ties the tree, and every node saved
+        from it, to exactly the chain that ``verify_chain`` just checked.
         """
         frontier, running = Frontier(), GENESIS_HASH
+        nodes: list[tuple[Subtree, bytes]] = []
+        lowest = self.merkle_block_height
         row = tx.one(
             "SELECT seq, hash, merkle_root, merkle_frontier FROM checkpoints WHERE seq <= ? "
             "AND merkle_frontier IS NOT NULL ORDER BY seq DESC LIMIT 1",
@@ -224,13 +253,77 @@ class ChainStore(SqlBase):
                 saved = Frontier.from_text(int(row[0]), str(row[3]))
             except ValueError:
                 saved = None
-            if saved is not None and saved.root().hex() == row[2]:
+            if (
+                saved is not None
+                and saved.root().hex() == row[2]
+                and self._nodes_hold_frontier(tx, saved)
+            ):
                 frontier, running = saved, str(row[1])
         for transfer in self._transfers_after(tx, frontier.size, head_seq):
             leaf = leaf_hash(transfer)
             running = link_hash(running, leaf)
-            frontier.append(bytes.fromhex(leaf))
-        return frontier if (frontier.size, running) == (head_seq, head_hash) else None
+            completed = frontier.append(bytes.fromhex(leaf))
+            for height in range(lowest, len(completed) + 1):
+                nodes.append(((height, (frontier.size >> height) - 1), completed[height - 1]))
+        if (frontier.size, running) != (head_seq, head_hash):
+            return None
+        return frontier, nodes
+
+    def _nodes_hold_frontier(self, tx: Tx, frontier: Frontier) -> bool:
+        """Are the frontier's subtrees of stored height in ``merkle_nodes``, with its hashes?
+
+        Nodes are saved in the same transaction as the checkpoint whose frontier completes
+        them, so they are missing only on a ledger checkpointed before the table existed (or
+        after rows were deleted), and a mismatch means the table was altered: either way the
+        caller rebuilds from the first leaf, which rewrites every node.
+        """
+        wanted = {
+            piece: node
+            for piece, node in zip(frontier.subtrees(), frontier.nodes, strict=True)
+            if piece[0] >= self.merkle_block_height
+        }
+        return self._stored_nodes(tx, wanted) == wanted
+
+    def _stored_nodes(self, tx: Tx, wanted: Collection[Subtree]) -> dict[Subtree, bytes]:
+        """The rows of ``merkle_nodes`` for these subtrees; unreadable hashes count as absent."""
+        found: dict[Subtree, bytes] = {}
+        by_height: dict[int, list[int]] = {}
+        for height, position in sorted(wanted):
+            by_height.setdefault(height, []).append(position)
+        for height, positions in by_height.items():
+            for at in range(0, len(positions), _SQL_PARAMS_MAX):
+                chunk = positions[at : at + _SQL_PARAMS_MAX]
+                rows = tx.execute(
+                    "SELECT node_index, hash FROM merkle_nodes WHERE height = ? "
+                    f"AND node_index IN ({', '.join('?' * len(chunk))})",
+                    [height, *chunk],
+                )
+                for position, text in rows:
+                    try:
+                        node = bytes.fromhex(str(text))
+                    except ValueError:
+                        continue
+                    if len(node) == HASH_BYTES:
+                        found[(height, int(position))] = node
+        return found
+
+    def _save_merkle_nodes(self, tx: Tx, nodes: Sequence[tuple[Subtree, bytes]]) -> None:
+        # Overwrites: these were just hashed from leaves chained to a verified head, so they
+        # repair any row altered since (a rebuild from the first leaf rewrites them all).
+        per_row = 3
+        step = _SQL_PARAMS_MAX // per_row
+        for at in range(0, len(nodes), step):
+            chunk = nodes[at : at + step]
+            tx.execute(
+                "INSERT INTO merkle_nodes (height, node_index, hash) VALUES "
+                + ", ".join(["(?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT (height, node_index) DO UPDATE SET hash = excluded.hash",
+                [
+                    value
+                    for (height, position), node in chunk
+                    for value in (height, position, node.hex())
+                ],
+            )
 
     def latest_checkpoint(self) -> Checkpoint | None:
         with self.read_transaction() as tx:
@@ -244,10 +337,10 @@ class ChainStore(SqlBase):
         reported as not found, exactly like an unknown one, so receipts leak nothing.
 
         Under the latest checkpoint, when it signs a Merkle root, the receipt is version 2 with
-        an inclusion proof per transfer; building it reads and hashes every leaf up to that
-        checkpoint, O(n) per receipt (storing the tree's interior nodes would make it O(log n)).
-        Under checkpoints signed before Merkle roots it is version 1, a chain segment to the
-        earliest covering checkpoint.
+        an inclusion proof per transfer, built from O(log n) stored subtree hashes and the
+        leaves of the transfer's own block (see :meth:`_inclusion_paths`): O(B + log n) rows,
+        not the n of hashing the whole tree, and the same document. Under checkpoints signed
+        before Merkle roots it is version 1, a chain segment to the earliest covering checkpoint.
         """
         with self.read_transaction() as tx:
             own = [
@@ -268,12 +361,90 @@ class ChainStore(SqlBase):
             if covering is not None and covering.merkle_root is None:
                 # No checkpoint signed since Merkle roots came in: the version-1 chain segment.
                 return self._segment_receipt(tx, request_id, own)
-            leaves = (
-                [leaf_hash(t) for t in self._transfers_after(tx, 0, covering.seq)]
-                if covering is not None
-                else []
+            if covering is None:
+                return build_merkle_receipt(request_id, own, [], None)
+            paths = self._inclusion_paths(tx, covering, own)
+            if paths is not None:
+                return merkle_receipt(request_id, own, paths, covering)
+            # Stored nodes that do not reach the signed root were altered or corrupted (or the
+            # request's own rows were, which the customer's check reports): answer what the
+            # whole tree says, as before the nodes existed.
+            log.warning(
+                "receipt %r: stored Merkle nodes do not prove it against checkpoint %d; "
+                "rebuilt from every leaf",
+                request_id,
+                covering.seq,
             )
+            leaves = [leaf_hash(t) for t in self._transfers_after(tx, 0, covering.seq)]
         return build_merkle_receipt(request_id, own, leaves, covering)
+
+    def _inclusion_paths(
+        self, tx: Tx, checkpoint: Checkpoint, transfers: Sequence[Transfer]
+    ) -> list[list[bytes]] | None:
+        """The audit paths of ``transfers`` under ``checkpoint``'s signed root, from stored
+        nodes; None unless each one verifies against that root.
+
+        A path needs, per transfer, the sibling subtrees below the block height (hashed from
+        the leaves of its own block) and O(log n) above it: stored nodes, plus, on the right
+        edge, the checkpoint's saved frontier. A node not stored is hashed from its halves,
+        down to the leaves if need be (on a ledger checkpointed before ``merkle_nodes``, as
+        slow as hashing every leaf). Checking each path against the signed root before
+        answering catches any stored node or frontier that was altered.
+        """
+        assert checkpoint.merkle_root is not None
+        size, signed_root = checkpoint.seq, bytes.fromhex(checkpoint.merkle_root)
+        indices = [t.seq - 1 for t in transfers]
+        try:
+            paths = inclusion_proofs_from_subtrees(
+                size,
+                indices,
+                self.merkle_block_height,
+                self._checkpoint_frontier(tx, checkpoint),
+                lambda wanted: self._stored_nodes(tx, wanted),
+                lambda blocks: self._block_leaves(tx, blocks, size),
+            )
+        except _RowsMissing:
+            return None
+        for transfer, index, path in zip(transfers, indices, paths, strict=True):
+            leaf = bytes.fromhex(leaf_hash(transfer))
+            if not verify_inclusion(leaf, index, size, path, signed_root):
+                return None
+        return paths
+
+    def _checkpoint_frontier(self, tx: Tx, checkpoint: Checkpoint) -> dict[Subtree, bytes]:
+        """The right edge saved with ``checkpoint``, by subtree, if it folds to the signed root:
+        it covers the cut-short siblings, sparing a read of the last, partial block's leaves."""
+        row = tx.one("SELECT merkle_frontier FROM checkpoints WHERE seq = ?", (checkpoint.seq,))
+        if row is None or row[0] is None:
+            return {}
+        try:
+            frontier = Frontier.from_text(checkpoint.seq, str(row[0]))
+        except ValueError:
+            return {}
+        if frontier.root().hex() != checkpoint.merkle_root:
+            return {}
+        return dict(zip(frontier.subtrees(), frontier.nodes, strict=True))
+
+    def _block_leaves(self, tx: Tx, blocks: Collection[int], size: int) -> dict[int, bytes]:
+        """Leaf hashes by index of these blocks (the last one cut at ``size``), read as runs of
+        adjacent blocks; raises :class:`_RowsMissing` if positions are gone."""
+        runs: list[list[int]] = []
+        for block in sorted(blocks):
+            if runs and runs[-1][1] == block:
+                runs[-1][1] = block + 1
+            else:
+                runs.append([block, block + 1])
+        leaves: dict[int, bytes] = {}
+        expected = 0
+        for first, end in runs:
+            start = first << self.merkle_block_height
+            stop = min(end << self.merkle_block_height, size)
+            expected += stop - start
+            for transfer in self._transfers_after(tx, start, stop):
+                leaves[transfer.seq - 1] = bytes.fromhex(leaf_hash(transfer))
+        if len(leaves) != expected:
+            raise _RowsMissing
+        return leaves
 
     def _segment_receipt(self, tx: Tx, request_id: str, own: list[Transfer]) -> dict[str, Any]:
         """A version-1 receipt: the chain segment to the earliest checkpoint covering ``own``."""
@@ -290,6 +461,10 @@ class ChainStore(SqlBase):
             raise InvalidRequest("the receipt's chain segment is too long; checkpoint more often")
         leaves = [leaf_hash(t) for t in self._transfers_after(tx, start - 1, covering.seq)]
         return build_segment_receipt(request_id, own, previous, leaves, covering)
+
+
+class _RowsMissing(Exception):
+    """Transfers a proof needs are gone: only the whole-tree path can say what to answer."""
 
 
 def _checkpoint_problem(

@@ -200,3 +200,96 @@ def test_malformed_inputs_fail_instead_of_raising() -> None:
     assert not verify_consistency(6, 5, root(leaves), root(leaves), [])
     assert not verify_consistency(3, 5, root(leaves[:3]), root(leaves), [])
     assert merkle.verify_consistency(5, 5, root(leaves), root(leaves), [])
+
+
+def stored_subtrees(leaves: Sequence[bytes], lowest: int) -> dict[tuple[int, int], bytes]:
+    """Every complete aligned subtree of height ≥ ``lowest``, hashed from scratch."""
+    found = {}
+    height = lowest
+    while (1 << height) <= len(leaves):
+        for position in range(len(leaves) >> height):
+            found[(height, position)] = root(leaves[position << height : (position + 1) << height])
+        height += 1
+    return found
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=8), st.integers(0, 300))
+def test_a_frontier_hands_out_each_subtree_it_completes(seed: bytes, size: int) -> None:
+    leaves = leaves_of(seed, size)
+    frontier = Frontier()
+    completed = {}
+    for leaf in leaves:
+        for height, node in enumerate(frontier.append(leaf), start=1):
+            completed[(height, (frontier.size >> height) - 1)] = node
+    assert completed == stored_subtrees(leaves, 1)
+    assert frontier.subtrees() == merkle.perfect_cover(0, size)
+    assert dict(zip(frontier.subtrees(), frontier.nodes, strict=True)).items() <= (
+        {**stored_subtrees(leaves, 0), **{(0, i): leaf for i, leaf in enumerate(leaves)}}.items()
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.binary(max_size=8),
+    st.integers(1, 600),
+    st.integers(0, 4),
+    st.data(),
+)
+def test_proofs_from_stored_subtrees_equal_proofs_from_every_leaf(
+    seed: bytes, size: int, block_height: int, data: st.DataObject
+) -> None:
+    """Whatever subset of the nodes is stored, with or without the frontier: the same paths as
+    the whole tree gives; with every node stored, one block of leaves per index at most (plus
+    the partial last block when there is no frontier) and O(log n) nodes."""
+    leaves = leaves_of(seed, size)
+    indices = sorted(data.draw(st.sets(st.integers(0, size - 1), min_size=1, max_size=4)))
+    every = stored_subtrees(leaves, block_height)
+    dropped = data.draw(st.sets(st.sampled_from(sorted(every)))) if every else set()
+    stored = {piece: node for piece, node in every.items() if piece not in dropped}
+    frontier = Frontier()
+    for leaf in leaves:
+        frontier.append(leaf)
+    use_frontier = data.draw(st.booleans())
+    known = dict(zip(frontier.subtrees(), frontier.nodes, strict=True)) if use_frontier else {}
+    asked_nodes: list[tuple[int, int]] = []
+    asked_blocks: list[int] = []
+
+    def read_nodes(wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        assert all(height >= block_height for height, _ in wanted)
+        asked_nodes.extend(wanted)
+        return {piece: stored[piece] for piece in wanted if piece in stored}
+
+    def read_blocks(blocks: set[int]) -> dict[int, bytes]:
+        asked_blocks.extend(blocks)
+        block = 1 << block_height
+        return {i: leaves[i] for b in blocks for i in range(b * block, min((b + 1) * block, size))}
+
+    paths = merkle.inclusion_proofs_from_subtrees(
+        size, indices, block_height, known, read_nodes, read_blocks
+    )
+    assert paths == inclusion_proofs(leaves, indices)
+    assert len(asked_blocks) == len(set(asked_blocks))
+    if not dropped:
+        own = {index >> block_height for index in indices}
+        last = set() if use_frontier else {(size - 1) >> block_height}
+        assert set(asked_blocks) <= own | last
+        assert len(asked_nodes) <= len(indices) * size.bit_length() ** 2
+        assert len(set(asked_nodes)) == len(asked_nodes)
+
+
+def test_a_wrong_stored_node_gives_a_path_that_fails_verification() -> None:
+    """Stored nodes are not signed: the store must verify the paths it builds before use."""
+    leaves = leaves_of(b"t", 100)
+    stored = stored_subtrees(leaves, 2)
+    stored[(4, 1)] = flipped(stored[(4, 1)])
+    [path] = merkle.inclusion_proofs_from_subtrees(
+        100,
+        [3],
+        2,
+        {},
+        lambda wanted: {p: stored[p] for p in wanted if p in stored},
+        lambda blocks: {i: leaves[i] for b in blocks for i in range(b * 4, min(b * 4 + 4, 100))},
+    )
+    assert path != inclusion_proof(leaves, 3)
+    assert not verify_inclusion(leaves[3], 3, 100, path, root(leaves))

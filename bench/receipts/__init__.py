@@ -1,0 +1,1 @@
+"""Receipt building: every leaf hashed (before ``merkle_nodes``) against stored subtrees."""
