@@ -171,6 +171,7 @@ class Admission:
         assert policy.lease_s > 0
         self.limiter = limiter
         self.policy = policy
+        self._policy_limits = policy.has_rate_rules
         self._live: set[Admitted] = set()
         self.refusals = Counter(
             "ciyuan_rate_limited_requests",
@@ -237,6 +238,10 @@ class Admission:
 
         ``model`` selects the per-model limits (none when ``None``); ``dialect`` the headers."""
         assert prompt_tokens >= 0 and output_tokens >= 0
+        if not (self._policy_limits or record.rpm or record.tpm or record.concurrency_max):
+            # No rule and no slot applies (the unlimited default): nothing to charge or hold,
+            # and no decision to report in headers.
+            return Admitted()
         headers_of = _HEADERS[dialect]
         scoped = tuple(self._charges(record, model, prompt_tokens, output_tokens))
         scopes = tuple(scope for scope, _ in scoped)

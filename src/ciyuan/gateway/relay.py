@@ -34,6 +34,7 @@ from ciyuan.gateway.request_parsing import api_key_of, parse_json_object, read_b
 from ciyuan.gateway.routing import Deployment, Resolved
 from ciyuan.gateway.runtime import TRACER, Runtime, enter_span, error_code, exit_span
 from ciyuan.gateway.stream_meters import StreamMeter
+from ciyuan.gateway.streaming import Last, RelayResponse
 from ciyuan.gateway.upstream.client import RESPONSE_BYTES_MAX, read_capped
 from ciyuan.gateway.wire_errors import status_of
 from ciyuan.metering.pipeline import Outcome, Ticket
@@ -186,8 +187,8 @@ async def _handle(
     if stream:
         assert spec.meter is not None
         overhead_ns = upstream_started_ns - started_ns
-        runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
-        return StreamingResponse(
+        runtime.metrics.labelled(runtime.metrics.overhead, spec.name).observe(overhead_ns / 1e9)
+        return RelayResponse(
             _relay(runtime, ticket, response, spec.meter(wants_usage), overhead_ns, span),
             media_type="text/event-stream",
             headers={
@@ -205,7 +206,7 @@ async def _handle(
     )
     _note(span, "ciyuan.cost_nanos", outcome.cost.nanos)
     overhead_ns = (upstream_started_ns - started_ns) + (time.perf_counter_ns() - upstream_done_ns)
-    runtime.metrics.overhead.labels(spec.name).observe(overhead_ns / 1e9)
+    runtime.metrics.labelled(runtime.metrics.overhead, spec.name).observe(overhead_ns / 1e9)
     headers = {
         **rate.headers,
         "x-ciyuan-request-id": outcome.request_id,
@@ -568,7 +569,7 @@ async def _relay(
             relay.failure = _stream_failure(error)
         tail = await relay.on_end()
         if tail:
-            yield tail
+            yield Last(tail)
     finally:
         response.close()
         relay.abandon()

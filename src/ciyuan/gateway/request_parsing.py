@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-import anyio
 import orjson
 from starlette.requests import Request
 
@@ -24,7 +24,9 @@ def api_key_of(request: Request) -> str | None:
 async def read_body(request: Request, body_bytes_max: int, timeout_s: float) -> bytes:
     """The request body, refusing one too large or too slow to arrive (a slow-loris client)."""
     try:
-        with anyio.fail_after(timeout_s):
+        # asyncio's own timeout, not anyio's fail_after: its cancel scope (and the sniffio
+        # lookup behind it) cost ~6% of a metered request's CPU, and the app runs on asyncio.
+        async with asyncio.timeout(timeout_s):
             return await _read_body(request, body_bytes_max)
     except TimeoutError:
         raise InvalidRequest(f"the request body did not arrive within {timeout_s:g} s") from None

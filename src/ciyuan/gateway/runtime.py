@@ -144,7 +144,8 @@ class Runtime:
             if rate is not None:
                 self.spawn(self.admission.finish(rate, None))
             raise
-        self.metrics.ledger_write.labels("reserve").observe(time.perf_counter() - started)
+        metrics = self.metrics
+        metrics.labelled(metrics.ledger_write, "reserve").observe(time.perf_counter() - started)
         if rate is not None and (rate.charges or rate.leases):
             self._admitted[ticket.request_id] = rate
         return ticket
@@ -211,12 +212,12 @@ class Runtime:
         finally:
             self._finish_rate(ticket, usage)
         metrics = self.metrics
-        metrics.ledger_write.labels("settle").observe(time.perf_counter() - started)
-        metrics.latency.labels(ticket.api).observe(
+        metrics.labelled(metrics.ledger_write, "settle").observe(time.perf_counter() - started)
+        metrics.labelled(metrics.latency, ticket.api).observe(
             (time.perf_counter_ns() - ticket.started_ns) / 1e9
         )
         if ticket.first_byte_ns is not None:
-            metrics.ttft.labels(ticket.api).observe(
+            metrics.labelled(metrics.ttft, ticket.api).observe(
                 (ticket.first_byte_ns - ticket.started_ns) / 1e9
             )
         metrics.settled(

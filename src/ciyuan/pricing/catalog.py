@@ -38,6 +38,8 @@ __all__ = ["Catalog", "ModelPrice", "PriceTier", "Rates"]
 _SNAPSHOT_SUFFIX: Final = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})|-latest)$")
 _BEDROCK_FORM: Final = re.compile(r"^(?:[a-z]{2,4}\.)?([a-z0-9-]+)\.(.+?)(?:-v\d+(?::\d+)?)?$")
 """``us.anthropic.claude-sonnet-4-5-20250929-v1:0`` → provider ``anthropic``, model name."""
+_FOUND_CACHED_MAX: Final = 4096
+"""Lookups remembered per catalog; model names come from clients, so the memo is bounded."""
 
 
 class _Layer:
@@ -93,6 +95,9 @@ class Catalog:
         self._operator_prices = tuple(operator)
         self._shipped = _Layer(self._shipped_prices, origin="shipped catalog")
         self._operator = _Layer(self._operator_prices, origin="operator prices")
+        self._found: dict[tuple[str, date], ModelPrice | None] = {}
+        """``price_for`` by (model, day): the catalog is immutable, and resolving a name (its
+        candidate forms, aliases, both layers) on every request was ~2% of the gateway's CPU."""
 
     @classmethod
     def load_default(cls) -> Catalog:
@@ -153,6 +158,18 @@ class Catalog:
             at = datetime.now(UTC)
         assert at.tzinfo is not None, "price_for needs an aware datetime"
         day = at.astimezone(UTC).date()
+        key = (model, day)
+        try:
+            return self._found[key]
+        except KeyError:
+            pass
+        found = self._lookup(model, day)
+        if len(self._found) >= _FOUND_CACHED_MAX:
+            self._found.clear()
+        self._found[key] = found
+        return found
+
+    def _lookup(self, model: str, day: date) -> ModelPrice | None:
         for name in candidate_names(model):
             # An alias from either layer names the model; the operator's version of that model
             # wins over the shipped one, so overriding "gpt-4o" also covers its snapshots.

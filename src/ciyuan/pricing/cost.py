@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
-from typing import Any
+from typing import Any, Final
 
 from ciyuan.pricing.model_price import ModelPrice
 from ciyuan.pricing.money import ZERO, Amount, nanos_per_token_to_per_million
@@ -24,6 +24,8 @@ from ciyuan.pricing.plans import Plan
 from ciyuan.pricing.usage import BUCKETS, Usage
 
 __all__ = ["Cost", "CostLine", "cost_of", "worst_case_cost"]
+
+_ONE: Final = Fraction(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,18 +103,22 @@ def cost_of(
         lines.append(CostLine("call_fee", 0, 0, price.call_fee))
     subtotal = Amount(sum(line.amount.nanos for line in lines))
 
-    batch_ratio = price.batch_ratio if batch and price.batch_ratio is not None else Fraction(1)
-    plan_ratio = plan.ratio if plan is not None else Fraction(1)
-    # One rounding of the exact product; the batch line uses its own exact share so that the
-    # plan line takes whatever rounding remains and the lines still sum to the total.
-    after_batch = subtotal.scaled(batch_ratio)
-    charged = subtotal.scaled(batch_ratio * plan_ratio)
+    batch_ratio = price.batch_ratio if batch and price.batch_ratio is not None else _ONE
+    plan_ratio = plan.ratio if plan is not None else _ONE
+    if batch_ratio == 1 and plan_ratio == 1:
+        # The gateway's every request: Fraction arithmetic that changes nothing is skipped.
+        after_batch = charged = subtotal
+    else:
+        # One rounding of the exact product; the batch line uses its own exact share so that
+        # the plan line takes whatever rounding remains and the lines still sum to the total.
+        after_batch = subtotal.scaled(batch_ratio)
+        charged = subtotal.scaled(batch_ratio * plan_ratio)
     if after_batch != subtotal:
         lines.append(CostLine("batch_discount", 0, 0, after_batch - subtotal))
     if charged != after_batch:
         lines.append(CostLine("plan_adjustment", 0, 0, charged - after_batch))
 
-    used = min(allowance_left, charged)
+    used = min(allowance_left, charged) if allowance_left else ZERO
     if used:
         lines.append(CostLine("free_allowance", 0, 0, -used))
     return Cost(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from functools import lru_cache
 from typing import Final
 
 CURRENCY: Final = "USD"
@@ -126,6 +127,7 @@ def per_million_to_nanos_per_token(text: str) -> int:
     return int(per_token)
 
 
+@lru_cache(maxsize=1024)  # a handful of rates, formatted on every usage event's cost lines
 def nanos_per_token_to_per_million(nanos: int) -> str:
     """The inverse of :func:`per_million_to_nanos_per_token`, as a trimmed decimal string."""
     value = Decimal(nanos) * 10**6 / NANOS_PER_UNIT

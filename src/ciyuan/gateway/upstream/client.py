@@ -21,6 +21,9 @@ RESPONSE_BYTES_MAX: Final = 64 * 1024 * 1024
 class UpstreamClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # By (read, connect, stream): built once rather than per request. Keys come from the
+        # operator's settings only, so they stay few.
+        self._timeouts: dict[tuple[float, float, bool], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=CONNECTIONS_MAX, ttl_dns_cache=300)
@@ -47,17 +50,14 @@ class UpstreamClient:
         bounded instead of the whole exchange.
         """
         assert self._session is not None, "UpstreamClient.start() was not called"
-        if stream:
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
-            )
-        else:
-            timeout = aiohttp.ClientTimeout(
-                total=upstream.timeout_s, sock_connect=upstream.connect_timeout_s
+        timeout = self._timeouts.get((upstream.timeout_s, upstream.connect_timeout_s, stream))
+        if timeout is None:
+            timeout = self._timeouts[upstream.timeout_s, upstream.connect_timeout_s, stream] = (
+                _timeout(upstream, stream=stream)
             )
         try:
             return await self._session.post(
-                upstream.url(path), data=body, headers=dict(headers), timeout=timeout
+                upstream.url(path), data=body, headers=headers, timeout=timeout
             )
         except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream {upstream.name} did not answer in time") from exc
@@ -67,6 +67,14 @@ class UpstreamClient:
             ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream {upstream.name} failed: {type(exc).__name__}") from exc
+
+
+def _timeout(upstream: Upstream, *, stream: bool) -> aiohttp.ClientTimeout:
+    if stream:
+        return aiohttp.ClientTimeout(
+            total=None, sock_connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
+        )
+    return aiohttp.ClientTimeout(total=upstream.timeout_s, sock_connect=upstream.connect_timeout_s)
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int = RESPONSE_BYTES_MAX) -> bytes:
