@@ -190,6 +190,7 @@ def build_app(
         store_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ciyuan-store"),
         log_requests=settings.log_requests,
         log_prompts=settings.log_prompts,
+        stream_progress_interval_s=settings.stream_progress_interval_s,
         tracing=settings.tracing,
         # SQLite inline, with group commit: one COMMIT (one fsync at durability=power) per
         # event-loop turn, shared by every request that wrote in it.

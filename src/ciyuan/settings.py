@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         "(fields 'prompt' and 'completion'): customer content in the logs, for debugging only. "
         "API keys are never logged either way.",
     )
+    stream_progress_interval_s: float = Field(
+        2.0,
+        ge=0,
+        description="How often a stream records what it has delivered so far, so that a gateway "
+        "killed mid-stream still bills it: the hold's sweeper charges the last mark instead of "
+        "voiding the hold. At most this much of a stream's output goes unbilled (0: never mark).",
+    )
     tracing: bool = Field(
         True,
         description="OpenTelemetry spans of the pipeline stages; no-ops unless an SDK is set up.",

@@ -168,6 +168,52 @@ def test_reserve_lazily_expires_overdue_holds(store: Store, clock: FixedClock) -
     assert store.balance(acme.id).pending == USD("1")
 
 
+def test_a_dead_streams_hold_is_billed_for_its_last_progress_mark(
+    store: Store, clock: FixedClock
+) -> None:
+    acme = store.create_account("acme")
+    store.grant(acme.id, USD("1"))
+    hold = store.reserve(acme.id, USD("0.5"), request_id="req-1", timeout_s=10)
+    partial = replace(event(acme.id, "req-1"), status="partial", output_tokens=40)
+    assert store.mark_progress(hold, USD("0.1"), partial, alive_s=6)
+    clock.advance(9)
+    assert store.mark_progress(hold, USD("0.2"), replace(partial, output_tokens=80), alive_s=6)
+    clock.advance(2)
+    assert store.expire_reservations() == 0  # overdue, but its last mark vouches until 15 s
+    clock.advance(5)
+    assert store.expire_reservations() == 1
+    # The last mark is charged, not voided: the client got those tokens before the crash.
+    assert store.balance(acme.id).available == USD("0.8")
+    assert store.balance(acme.id).pending == Amount.zero()
+    recorded = store.usage_event("req-1")
+    assert recorded is not None
+    assert (recorded.status, recorded.output_tokens, recorded.cost) == ("partial", 80, USD("0.2"))
+    assert recorded.error_code == "gateway_lost" and "recovered" in recorded.detail
+    # Billed once: the sweeper again, or a late settle of the same hold, changes nothing.
+    assert store.expire_reservations() == 0
+    assert store.settle(hold, USD("0.5"), event(acme.id, "req-1")).charged == USD("0.2")
+    assert store.mark_progress(hold, USD("0.3"), partial, alive_s=6) is False
+    assert store.balance(acme.id).available == USD("0.8")
+    assert posted_sum(store) == 0
+
+
+def test_an_overdue_hold_whose_stream_still_marks_progress_is_left_alone(
+    store: Store, clock: FixedClock
+) -> None:
+    acme = store.create_account("acme")
+    store.grant(acme.id, USD("1"))
+    hold = store.reserve(acme.id, USD("0.5"), request_id="req-1", timeout_s=10)
+    partial = replace(event(acme.id, "req-1"), status="partial")
+    for _ in range(15):  # marks every 2 s, well past the hold's 10 s: the stream is alive
+        clock.advance(2)
+        assert store.mark_progress(hold, USD("0.1"), partial, alive_s=6)
+    assert store.expire_reservations() == 0
+    assert store.balance(acme.id).pending == USD("0.5")
+    settled = store.settle(hold, USD("0.3"), event(acme.id, "req-1"))
+    assert settled.charged == USD("0.3")
+    assert store.balance(acme.id).available == USD("0.7")
+
+
 def test_api_keys_are_found_by_prefix_and_revoked(store: Store) -> None:
     acme = store.create_account("acme")
     record = store.create_api_key(acme.id, "ck-abcdefgh", "0" * 64, "ci")

@@ -418,6 +418,35 @@ class _StreamRelay:
         """How much of the buffer is known to hold no event end: the search resumes there."""
         self._cr = False
         """The last read ended in CR: its LF may start the next one (CRLF split by a read)."""
+        interval_s = runtime.stream_progress_interval_s
+        self._mark_every_ns = int(interval_s * 1e9)
+        self._mark_due_ns = time.perf_counter_ns() + self._mark_every_ns
+        self._marking = False
+
+    def maybe_mark(self) -> None:
+        """Once per progress interval, in the background: what this stream has delivered so
+        far, recorded on its hold, so that if this process dies the sweeper bills it."""
+        now = time.perf_counter_ns()
+        if (
+            not self._mark_every_ns
+            or not self.delivered  # nothing reached the client yet: nothing to bill
+            or self.settled
+            or self._marking
+            or now < self._mark_due_ns
+        ):
+            return
+        usage = _counted(self.ticket, "".join(self.meter.pieces[: self.delivered]))
+        self._marking = True
+        self.runtime.spawn(self._mark(usage))
+        after = time.perf_counter_ns()
+        self._mark_due_ns = after + self._mark_every_ns
+        self.overhead_ns += after - now
+
+    async def _mark(self, usage: Usage) -> None:
+        try:
+            await self.runtime.mark_progress(self.ticket, usage)
+        finally:
+            self._marking = False
 
     async def on_read(self, data: bytes) -> bytes:
         """The bytes to send for one upstream read: every complete event in it, in order."""
@@ -561,6 +590,7 @@ async def _relay(
                 if out:
                     yield out
                 relay.delivered = len(meter.pieces)
+                relay.maybe_mark()
                 if relay.failure is not None:
                     meter.finished = False
                     break

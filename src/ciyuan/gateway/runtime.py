@@ -79,6 +79,8 @@ class Runtime:
     log_prompts: bool = False
     """The operator's opt-in (``CIYUAN_LOG_PROMPTS``): request log lines carry the prompt and
     completion text too. Off, nothing a customer typed reaches a log; keys never do."""
+    stream_progress_interval_s: float = 0.0
+    """How often a stream marks its progress on its hold (0: never); see ``mark_progress``."""
     tracing: bool = True
     """OpenTelemetry spans of the pipeline stages (no-ops unless an SDK is configured)."""
     store_inline: bool = False
@@ -265,6 +267,21 @@ class Runtime:
                 log.warning("settle of %s failed, retrying: %s", ticket.request_id, error.message)
                 await asyncio.sleep(delay_s)
         raise AssertionError("unreachable")
+
+    async def mark_progress(self, ticket: Ticket, usage: Usage) -> None:
+        """Record a stream's delivered usage on its hold, for the sweeper to bill should this
+        process die before the stream settles. The mark vouches for the stream for three
+        intervals: a missed one or two (a slow store) does not make a live stream look dead.
+        A failed mark is only logged: the stream goes on, and the next mark replaces it."""
+        try:
+            await self.in_store(
+                self.metering.mark_progress,
+                ticket,
+                usage,
+                alive_s=3 * self.stream_progress_interval_s,
+            )
+        except CiyuanError as error:
+            log.warning("progress mark of %s failed: %s", ticket.request_id, error.message)
 
     async def void_quietly(self, ticket: Ticket, error: CiyuanError, http_status: int) -> None:
         """Release the hold of a request that failed before output, and count the failure."""

@@ -261,6 +261,15 @@ class Metering:
             ticket.request_id, settlement.charged, settlement.available_after, settlement.unbilled
         )
 
+    def mark_progress(self, ticket: Ticket, usage: Usage, *, alive_s: float) -> bool:
+        """Record what a stream has delivered so far (counted locally) on its hold: the charge
+        and usage event the sweeper settles if this process dies before the stream does."""
+        cost: Cost | None = cost_of(usage, ticket.price) if ticket.price else None
+        event = self._event(ticket, usage, "counted", "partial", 200, cost, None)
+        return self.store.mark_progress(
+            ticket.reservation, cost.total if cost else Amount.zero(), event, alive_s=alive_s
+        )
+
     def void(self, ticket: Ticket, *, error_code: str, http_status: int) -> None:
         """Release the hold of a request that failed before any output: it charges nothing."""
         event = self._event(ticket, None, "none", "error", http_status, None, error_code)

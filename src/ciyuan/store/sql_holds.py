@@ -2,7 +2,10 @@
 
 A reservation is a pending debit of a customer: it counts against the available balance until
 it is settled, voided, or passes its deadline and is voided by the sweeper or lazily by the next
-reservation that needs the credit, so a crashed gateway can never hold credit forever. Settling
+reservation that needs the credit, so a crashed gateway can never hold credit forever. A stream
+leaves progress marks on its hold as it goes; an overdue hold whose marks stopped (its gateway
+died mid-stream) is settled for its last mark instead of voided, so what reached the client is
+charged, and one whose marks are fresh belongs to a live stream and is left alone. Settling
 posts a *charge* up to the reservation and an *overage* for cost beyond it, within the account's
 floor; what even the floor cannot cover is recorded as unbilled on the usage event.
 """
@@ -46,6 +49,7 @@ USAGE_COLUMNS: Final = (
     "detail"
 )
 _PENDING: Final = ReservationState.PENDING.value
+RECOVERED_ERROR_CODE: Final = "gateway_lost"
 
 
 class _Refused(Exception):
@@ -263,6 +267,25 @@ class HoldStore(LedgerStore):
             if event is not None:
                 self._record(tx, event)
 
+    def mark_progress(
+        self, reservation: Reservation, cost: Amount, event: UsageEvent, *, alive_s: float
+    ) -> bool:
+        assert cost.nanos >= 0 and event.request_id == reservation.request_id and alive_s > 0
+        with self.transaction() as tx:
+            return bool(
+                tx.execute(
+                    "UPDATE reservations SET progress_nanos = ?, progress_event = ?, "
+                    "progress_until_us = ? WHERE id = ? AND state = ? RETURNING id",
+                    (
+                        cost.nanos,
+                        orjson.dumps(usage_params(event)).decode(),
+                        self._clock.now_us() + int(alive_s * US_PER_S),
+                        reservation.id,
+                        _PENDING,
+                    ),
+                )
+            )
+
     def expire_reservations(self) -> int:
         """The sweeper: void overdue holds and book expired grant lots, everywhere."""
         return self._expire(account_id=None)
@@ -273,10 +296,11 @@ class HoldStore(LedgerStore):
     def _expire_holds(self, account_id: str | None) -> int:
         now_us = self._clock.now_us()
         sql = (
-            "SELECT id, account_id, amount_nanos FROM reservations WHERE state = ? AND "
-            "expires_us < ?"
+            "SELECT id, account_id, amount_nanos, request_id, expires_us, progress_nanos, "
+            "progress_event FROM reservations WHERE state = ? AND expires_us < ? "
+            "AND (progress_until_us IS NULL OR progress_until_us < ?)"
         )
-        params: list[Any] = [_PENDING, now_us]
+        params: list[Any] = [_PENDING, now_us, now_us]
         if account_id is not None:
             sql += " AND account_id = ?"
             params.append(account_id)
@@ -284,9 +308,12 @@ class HoldStore(LedgerStore):
             overdue = tx.execute(sql + f" ORDER BY expires_us LIMIT {EXPIRE_BATCH_MAX}", params)
             if not overdue:
                 return 0
-            tx.lock_accounts(sorted({row[1] for row in overdue}))
+            marked = [row for row in overdue if row[6] is not None]
+            unmarked = [row[:3] for row in overdue if row[6] is None]
             expired = 0
-            for reservation_id, owner_id, amount_nanos in overdue:
+            if unmarked:
+                tx.lock_accounts(sorted({row[1] for row in unmarked}))
+            for reservation_id, owner_id, amount_nanos in unmarked:
                 # Re-checked under the lock: a settle may have won the race.
                 if tx.execute(
                     "UPDATE reservations SET state = ?, closed_us = ? WHERE id = ? AND state = ? "
@@ -299,4 +326,21 @@ class HoldStore(LedgerStore):
                     )
                     release_budget_holds(tx, [reservation_id])
                     expired += 1
-        return expired
+        return expired + sum(self._bill_last_mark(row) for row in marked)
+
+    def _bill_last_mark(self, row: Row) -> bool:
+        """Settle a dead stream's hold for its last progress mark (the settle's own checks
+        make a race with a late live settle harmless: whichever commits second changes
+        nothing)."""
+        reservation_id, owner_id, amount_nanos, request_id, expires_us, progress_nanos = row[:6]
+        event = usage_event_from_row(orjson.loads(row[6]))
+        reservation = Reservation(
+            reservation_id, owner_id, Amount(amount_nanos), request_id, expires_us
+        )
+        event = replace(
+            event,
+            error_code=RECOVERED_ERROR_CODE,
+            detail={**event.detail, "recovered": "last progress mark, after the hold expired"},
+        )
+        self.settle(reservation, Amount(progress_nanos), event)
+        return True
