@@ -20,6 +20,7 @@ FULL: dict[str, list[str]] = {
     "gateway": [],
     "scale": [],
     "reports": [],
+    "receipts": [],
 }
 QUICK: dict[str, list[str]] = {
     "tokens": ["--mb", "1", "--requests", "300"],
@@ -28,6 +29,7 @@ QUICK: dict[str, list[str]] = {
     "gateway": ["--quick"],
     "scale": ["--duration", "3"],
     "reports": ["--events", "100000"],
+    "receipts": ["--sizes", "20000", "--samples", "10"],
 }
 ON_REQUEST: dict[str, list[str]] = {"soak": []}
 """Run only when named: not part of the default run."""
