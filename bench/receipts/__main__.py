@@ -25,13 +25,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ciyuan.clock import SystemClock
-from ciyuan.ledger.chain import GENESIS_HASH, chain_hash, leaf_hash
-from ciyuan.ledger.checkpoints import Checkpoint
-from ciyuan.ledger.receipts import build_merkle_receipt
+from ciyuan.ledger.chain import GENESIS_HASH, chain_hash
 from ciyuan.ledger.transfers import Transfer, TransferKind
 from ciyuan.pricing.money import Amount
 from ciyuan.store import open_store
-from ciyuan.store.sql_base import TRANSFER_COLUMNS, transfer_from_row
+from ciyuan.store.sql_base import TRANSFER_COLUMNS
 from ciyuan.store.sql_store import SqlStore
 
 KEY = Ed25519PrivateKey.generate()
@@ -74,22 +72,12 @@ def build_ledger(path: Path, transfers: int) -> SqlStore:
 
 def receipt_from_every_leaf(store: SqlStore, request_id: str) -> dict[str, Any]:
     """What ``ChainStore.receipt`` did before ``merkle_nodes``: hash the whole tree."""
+    covering = store.latest_checkpoint()
+    assert covering is not None
     with store.read_transaction() as tx:
-        own = [
-            transfer_from_row(row)
-            for row in tx.execute(
-                f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE reference = ? ORDER BY seq",
-                (request_id,),
-            )
-        ]
-        row = tx.one(
-            "SELECT seq, hash, created_us, public_key, signature, merkle_root FROM checkpoints "
-            "ORDER BY seq DESC LIMIT 1"
+        return store._whole_tree_receipt(
+            tx, request_id, store._transfers_of(tx, request_id), covering
         )
-        assert row is not None
-        covering = Checkpoint(*row)
-        leaves = [leaf_hash(t) for t in store._transfers_after(tx, 0, covering.seq)]
-    return build_merkle_receipt(request_id, own, leaves, covering)
 
 
 def median_ms(build: Callable[[str], dict[str, Any]], request_ids: list[str]) -> float:

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 from collections import defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,23 +27,12 @@ from ciyuan.reports.invoice import Invoice, balances, build_invoice
 from ciyuan.reports.pdf import invoice_pdf
 from ciyuan.reports.periods import month_range
 from ciyuan.reports.render import invoice_html, statement_csv
-from ciyuan.store import open_store
 from ciyuan.store.sql_store import SqlStore
-from tests.reports.workload import START_US, Workload, generate
+from tests.reports.workload import Workload, generate
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
-    opened = open_store(db_url, clock=FixedClock(START_US))
-    assert isinstance(opened, SqlStore)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def work(store: SqlStore) -> Workload:
-    clock = store._clock
-    assert isinstance(clock, FixedClock)
+def work(store: SqlStore, clock: FixedClock) -> Workload:
     return generate(store, clock, seed=11, requests=500)
 
 

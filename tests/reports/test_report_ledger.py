@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -18,7 +18,6 @@ from ciyuan.clock import FixedClock
 from ciyuan.errors import InvalidRequest
 from ciyuan.metering.ports import ReportRow, UsageEvent
 from ciyuan.reports.buckets import DAY_US, HOUR_US, day_label
-from ciyuan.store import open_store
 from ciyuan.store.sql_store import SqlStore
 from tests.contract.ledger_helpers import assert_consistent, raw
 from tests.reports.workload import START_US, Workload, generate
@@ -33,19 +32,6 @@ GROUPINGS: tuple[tuple[str, ...], ...] = (
     ("upstream", "api", "day"),
     ("hour", "account", "model", "status"),
 )
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(START_US)
-
-
-@pytest.fixture
-def store(db_url: str, clock: FixedClock) -> Iterator[SqlStore]:
-    opened = open_store(db_url, clock=clock)
-    assert isinstance(opened, SqlStore)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

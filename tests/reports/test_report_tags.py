@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -16,26 +15,15 @@ from ciyuan.cli import app
 from ciyuan.clock import FixedClock
 from ciyuan.errors import InvalidRequest
 from ciyuan.metering.ports import ReportRow
-from ciyuan.store import open_store
 from ciyuan.store.sql_store import SqlStore
-from tests.reports.workload import START_US, Workload, generate
+from tests.reports.workload import Workload, generate
 
 MEASURES = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens",
             "reasoning_tokens")  # fmt: skip
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
-    opened = open_store(db_url, clock=FixedClock(START_US))
-    assert isinstance(opened, SqlStore)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def work(store: SqlStore) -> Workload:
-    clock = store._clock
-    assert isinstance(clock, FixedClock)
+def work(store: SqlStore, clock: FixedClock) -> Workload:
     work = generate(store, clock, seed=11, requests=300)
     keys = [k for ids in work.key_ids.values() for k in ids]
     # Two teams, a key with other tags only, a key with none; a team name needing quoting.

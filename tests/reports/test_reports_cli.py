@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,19 +22,14 @@ from ciyuan.metering.ports import UsageEvent
 from ciyuan.pricing.money import Amount, total
 from ciyuan.store import open_store
 from ciyuan.store.sql_store import SqlStore
-from tests.reports.workload import START_US, Workload, generate
+from tests.reports.workload import Workload, generate
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def work(db_url: str) -> Iterator[Workload]:
-    store = open_store(db_url, clock=FixedClock(START_US))
-    assert isinstance(store, SqlStore)
-    clock = store._clock
-    assert isinstance(clock, FixedClock)
-    yield generate(store, clock, seed=3, requests=150)
-    store.close()
+def work(store: SqlStore, clock: FixedClock) -> Workload:
+    return generate(store, clock, seed=3, requests=150)
 
 
 def run(db_url: str, *args: str) -> str:

@@ -252,11 +252,8 @@ class Metering:
         status: str = "ok",
         http_status: int = 200,
     ) -> Outcome:
-        cost: Cost | None = cost_of(usage, ticket.price) if ticket.price else None
-        event = self._event(ticket, usage, usage_source, status, http_status, cost, None)
-        settlement: Settlement = self.store.settle(
-            ticket.reservation, cost.total if cost else Amount.zero(), event
-        )
+        cost, event = self._priced(ticket, usage, usage_source, status, http_status)
+        settlement: Settlement = self.store.settle(ticket.reservation, cost, event)
         return Outcome(
             ticket.request_id, settlement.charged, settlement.available_after, settlement.unbilled
         )
@@ -264,16 +261,21 @@ class Metering:
     def mark_progress(self, ticket: Ticket, usage: Usage, *, alive_s: float) -> bool:
         """Record what a stream has delivered so far (counted locally) on its hold: the charge
         and usage event the sweeper settles if this process dies before the stream does."""
-        cost: Cost | None = cost_of(usage, ticket.price) if ticket.price else None
-        event = self._event(ticket, usage, "counted", "partial", 200, cost, None)
-        return self.store.mark_progress(
-            ticket.reservation, cost.total if cost else Amount.zero(), event, alive_s=alive_s
-        )
+        cost, event = self._priced(ticket, usage, "counted", "partial", 200)
+        return self.store.mark_progress(ticket.reservation, cost, event, alive_s=alive_s)
 
     def void(self, ticket: Ticket, *, error_code: str, http_status: int) -> None:
         """Release the hold of a request that failed before any output: it charges nothing."""
         event = self._event(ticket, None, "none", "error", http_status, None, error_code)
         self.store.void(ticket.reservation, event)
+
+    def _priced(
+        self, ticket: Ticket, usage: Usage, usage_source: str, status: str, http_status: int
+    ) -> tuple[Amount, UsageEvent]:
+        """What ``usage`` costs, and the usage event that bills it."""
+        cost: Cost | None = cost_of(usage, ticket.price) if ticket.price else None
+        event = self._event(ticket, usage, usage_source, status, http_status, cost, None)
+        return (cost.total if cost else Amount.zero()), event
 
     def _event(
         self,

@@ -343,13 +343,7 @@ class ChainStore(SqlBase):
         before Merkle roots it is version 1, a chain segment to the earliest covering checkpoint.
         """
         with self.read_transaction() as tx:
-            own = [
-                transfer_from_row(row)
-                for row in tx.execute(
-                    f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE reference = ? ORDER BY seq",
-                    (request_id,),
-                )
-            ]
+            own = self._transfers_of(tx, request_id)
             if not own or (
                 account_id is not None
                 and any(account_id not in (t.debit_account_id, t.credit_account_id) for t in own)
@@ -375,7 +369,23 @@ class ChainStore(SqlBase):
                 request_id,
                 covering.seq,
             )
-            leaves = [leaf_hash(t) for t in self._transfers_after(tx, 0, covering.seq)]
+            return self._whole_tree_receipt(tx, request_id, own, covering)
+
+    def _transfers_of(self, tx: Tx, request_id: str) -> list[Transfer]:
+        return [
+            transfer_from_row(row)
+            for row in tx.execute(
+                f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE reference = ? ORDER BY seq",
+                (request_id,),
+            )
+        ]
+
+    def _whole_tree_receipt(
+        self, tx: Tx, request_id: str, own: list[Transfer], covering: Checkpoint
+    ) -> dict[str, Any]:
+        """The version-2 receipt from every leaf up to ``covering``: O(n), the fallback when
+        stored nodes do not prove it (and bench/receipts' baseline)."""
+        leaves = [leaf_hash(t) for t in self._transfers_after(tx, 0, covering.seq)]
         return build_merkle_receipt(request_id, own, leaves, covering)
 
     def _inclusion_paths(
