@@ -28,7 +28,7 @@ from ciyuan.metering.ports import Store
 from ciyuan.pricing.catalog import Catalog
 from ciyuan.settings import DEMO_UPSTREAM, Settings, UpstreamConfig, load_settings
 from ciyuan.store import open_store
-from ciyuan.store.sqlite import SqliteStore
+from ciyuan.store.sqlite import SqliteStore, WalCheckpointer
 from ciyuan.tokens import encoding_name_for
 from ciyuan.tokens.encodings import EncodingUnavailable, get_encoding
 from ciyuan.webhooks import DeliveryPolicy, WebhookWorker
@@ -210,6 +210,8 @@ def build_app(
     if isinstance(store, SqliteStore):
         sqlite_store = store
         runtime.metrics.watch_commits(lambda: (sqlite_store.commits, sqlite_store.writes_committed))
+        checkpointer = WalCheckpointer(store)
+        runtime.housekeeping.append((checkpointer.start, checkpointer.stop))
     if settings.redis is not None:
         runtime.revocations = RevocationListener(settings.redis, runtime.forget_api_key)
     webhook_secret = os.environ.get(settings.webhook_secret_env)

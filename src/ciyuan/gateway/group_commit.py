@@ -4,6 +4,12 @@ An inline call writes inside the store's open batch and does not commit; its req
 waits for the batch's COMMIT, which the loop runs once per turn, after every request that
 became ready in that turn has written. Requests finishing together share one commit (one fsync
 at ``durability=power``), and none is answered before its write is durable.
+
+A write that nothing outside the process acts on may go on before its commit
+(:meth:`CommitBatcher.call_unconfirmed`): a credit hold, which the gateway forwards behind while
+the COMMIT runs, overlapping the upstream's work. The hold is already visible to every later
+write on the one connection, so it guards the balance at once, and its request's settle, which
+is awaited, commits with it or after it, never alone.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from ciyuan.errors import Unavailable
 
@@ -27,13 +33,44 @@ class BatchingStore(Protocol):
     def commit_batch(self) -> None: ...
 
 
+UNCONFIRMED_COMMIT_DELAY_S: Final = 0.002
+"""How long a write that nobody awaits may wait for a commit that someone does: a hold rides
+its own request's settle when the upstream answers this fast, and otherwise commits alone
+after this long (the batch holds SQLite's one write lock meanwhile)."""
+
+
 class CommitBatcher:
     def __init__(self, store: BatchingStore) -> None:
         self._store = store
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
 
     async def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """``fn(*args, **kwargs)`` now, answered once what it wrote has committed."""
+        result, committed = self._write(fn, args, kwargs, awaited=True)
+        if committed is not None:
+            await committed
+        return result
+
+    def call_unconfirmed(
+        self, fn: Callable[..., T], *args: object, **kwargs: object
+    ) -> tuple[T, asyncio.Future[None] | None]:
+        """``fn(*args, **kwargs)`` now, and a future that resolves once what it wrote has
+        committed (raising ``Unavailable`` if the COMMIT failed), or None when it wrote nothing
+        that waits for one. The caller must not acknowledge the write before the future does.
+
+        The write commits with the next batch that someone awaits (``call``), or within
+        :data:`UNCONFIRMED_COMMIT_DELAY_S` if none comes sooner."""
+        return self._write(fn, args, kwargs, awaited=False)
+
+    def _write(
+        self,
+        fn: Callable[..., T],
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        *,
+        awaited: bool,
+    ) -> tuple[T, asyncio.Future[None] | None]:
         with self._store.deferred_commit():
             result = fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
@@ -47,15 +84,21 @@ class CommitBatcher:
             else:
                 loop.call_soon_threadsafe(_resolve, committed, error)
 
-        if self._store.when_committed(on_commit):
+        if not self._store.when_committed(on_commit):
+            return result, None
+        if awaited:
             if not self._scheduled:
                 self._scheduled = True
                 loop.call_soon(self._commit)
-            await committed
-        return result
+        elif self._timer is None:
+            self._timer = loop.call_later(UNCONFIRMED_COMMIT_DELAY_S, self._commit)
+        return result, committed
 
     def _commit(self) -> None:
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._store.commit_batch()
 
 

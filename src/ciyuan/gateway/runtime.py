@@ -30,7 +30,7 @@ from opentelemetry import context, trace
 from opentelemetry.context import Context
 
 from ciyuan.admin.metrics import Metrics
-from ciyuan.errors import CiyuanError, Unavailable, UpstreamError
+from ciyuan.errors import CiyuanError, NotFound, Unavailable, UpstreamError
 from ciyuan.gateway.admission import Admission, Admitted, RatePolicy
 from ciyuan.gateway.group_commit import CommitBatcher
 from ciyuan.gateway.limits import RequestLimits
@@ -91,8 +91,13 @@ class Runtime:
     """With ``store_inline``: inline writes commit in groups, once per event-loop turn."""
     webhook_worker: Callable[[aiohttp.ClientSession], WebhookWorker] | None = None
     """Builds the budget-alert webhook sender when a webhook secret is configured."""
+    housekeeping: list[tuple[Callable[[], None], Callable[[], None]]] = field(default_factory=list)
+    """(start, stop) pairs of the store's own background work (SQLite's WAL checkpoints),
+    started with the services and stopped with them."""
     _webhook_session: aiohttp.ClientSession | None = None
     _admitted: dict[str, Admitted] = field(default_factory=dict)
+    _holds_committing: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    """Holds written but not yet committed, by request id (see ``_reserve``)."""
     _prompts: dict[str, str] = field(default_factory=dict)
     """Prompt texts kept for the request log line, by request id; only with ``log_prompts``."""
 
@@ -141,7 +146,7 @@ class Runtime:
         started = time.perf_counter()
         try:
             with self.stage("ciyuan.reserve"):
-                ticket: Ticket = await self.in_store(self.metering.admit, *args, **kwargs)
+                ticket = await self._reserve(*args, **kwargs)
         except BaseException:
             if rate is not None:
                 self.spawn(self.admission.finish(rate, None))
@@ -151,6 +156,38 @@ class Runtime:
         if rate is not None and (rate.charges or rate.leases):
             self._admitted[ticket.request_id] = rate
         return ticket
+
+    async def _reserve(self, *args: Any, **kwargs: Any) -> Ticket:
+        """The credit hold. Inline on SQLite it is not awaited to its COMMIT: the request goes
+        upstream while the hold waits to commit with the next awaited write, its own settle's
+        when the upstream answers fast (``CommitBatcher.call_unconfirmed``). Nothing waits for
+        it: every later write of the request commits with it or after it."""
+        if self.batcher is None or not self.store_inline:
+            ticket: Ticket = await self.in_store(self.metering.admit, *args, **kwargs)
+            return ticket
+        ticket, committed = self.batcher.call_unconfirmed(self.metering.admit, *args, **kwargs)
+        if committed is not None:
+            request_id = ticket.request_id
+            self._holds_committing[request_id] = committed
+            committed.add_done_callback(lambda done: self._hold_committed(request_id, done))
+        return ticket
+
+    def _hold_committed(self, request_id: str, done: asyncio.Future[None]) -> None:
+        # A durable hold needs no more watching; a failed one stays for its settle to report
+        # (its exception is marked retrieved: a request that went away may never ask).
+        if done.cancelled() or done.exception() is None:
+            self._holds_committing.pop(request_id, None)
+
+    def _hold_lost(self, ticket: Ticket) -> bool:
+        """Whether the request's hold failed to commit (so there is nothing to settle). A hold
+        still committing needs no wait: a later write commits with it or after it."""
+        committing = self._holds_committing.pop(ticket.request_id, None)
+        return (
+            committing is not None
+            and committing.done()
+            and not committing.cancelled()
+            and committing.exception() is not None
+        )
 
     def _finish_rate(self, ticket: Ticket, usage: Usage | None) -> None:
         rate = self._admitted.pop(ticket.request_id, None)
@@ -165,6 +202,8 @@ class Runtime:
 
     def start_services(self) -> list[asyncio.Task[None]]:
         """Lease renewal and, with Redis, the key-revocation listener; cancelled at shutdown."""
+        for start, _ in self.housekeeping:
+            start()
         tasks = [asyncio.create_task(self.admission.renew_forever())]
         if self.revocations is not None:
             tasks.append(asyncio.create_task(self.revocations.run()))
@@ -176,6 +215,8 @@ class Runtime:
         return tasks
 
     async def aclose_services(self) -> None:
+        for _, stop in self.housekeeping:
+            await asyncio.to_thread(stop)
         await self.admission.aclose()
         if self.revocations is not None:
             await self.revocations.aclose()
@@ -213,10 +254,39 @@ class Runtime:
                 outcome = await self._settle_retrying(ticket, usage, usage_source, status)
         finally:
             self._finish_rate(ticket, usage)
+        # Metrics and the log line after the response has gone out: the client waits for the
+        # commit, not for the bookkeeping about it.
+        now_ns = time.perf_counter_ns()
+        asyncio.get_running_loop().call_soon(
+            self._record_settled,
+            ticket,
+            usage,
+            usage_source,
+            status,
+            outcome,
+            time.perf_counter() - started,
+            now_ns,
+            prompt,
+            completion,
+        )
+        return outcome
+
+    def _record_settled(
+        self,
+        ticket: Ticket,
+        usage: Usage,
+        usage_source: str,
+        status: str,
+        outcome: Outcome,
+        settle_s: float,
+        settled_ns: int,
+        prompt: str | None,
+        completion: Callable[[], str] | None,
+    ) -> None:
         metrics = self.metrics
-        metrics.labelled(metrics.ledger_write, "settle").observe(time.perf_counter() - started)
+        metrics.labelled(metrics.ledger_write, "settle").observe(settle_s)
         metrics.labelled(metrics.latency, ticket.api).observe(
-            (time.perf_counter_ns() - ticket.started_ns) / 1e9
+            (settled_ns - ticket.started_ns) / 1e9
         )
         if ticket.first_byte_ns is not None:
             metrics.labelled(metrics.ttft, ticket.api).observe(
@@ -240,13 +310,12 @@ class Runtime:
                 "input_tokens": usage.input_total,
                 "output_tokens": usage.output_total,
                 "cost": str(outcome.cost),
-                "latency_ms": round((time.perf_counter_ns() - ticket.started_ns) / 1e6, 3),
+                "latency_ms": round((settled_ns - ticket.started_ns) / 1e6, 3),
             }
             if self.log_prompts:
                 fields["prompt"] = prompt or ""
                 fields["completion"] = capped(completion()) if completion is not None else ""
             request_log.info("request settled", extra=fields)
-        return outcome
 
     async def _settle_retrying(
         self, ticket: Ticket, usage: Usage, usage_source: str, status: str
@@ -256,6 +325,10 @@ class Runtime:
                 return await self.in_store(
                     self.metering.settle, ticket, usage, usage_source=usage_source, status=status
                 )
+            except NotFound as error:
+                if self._hold_lost(ticket):
+                    raise Unavailable("the ledger lost this request's credit hold") from error
+                raise
             except Unavailable as error:
                 if delay_s is None:
                     log.error(
@@ -287,6 +360,7 @@ class Runtime:
         """Release the hold of a request that failed before output, and count the failure."""
         self._finish_rate(ticket, None)
         prompt = self._prompts.pop(ticket.request_id, None)
+        self._hold_lost(ticket)  # a hold that never committed holds nothing to release
         await self.in_store(
             self.metering.void, ticket, error_code=error.code, http_status=http_status
         )

@@ -19,10 +19,17 @@ A failed write rolls back its own savepoint only; a failed COMMIT fails every wr
 batch, none of which was acknowledged. Durability is a setting: ``process``
 (``synchronous=NORMAL``: a commit survives the process being killed at any instant, not a power
 cut) or ``power`` (``synchronous=FULL``: an fsync per commit batch).
+
+Savepoint journals stay in memory (``temp_store=MEMORY``): on disk, every write after a batch's
+first cost a temporary file's I/O. The gateway copies the WAL back into the database file from
+a thread of its own (:class:`WalCheckpointer`): SQLite's automatic checkpoint runs inside
+whichever COMMIT crosses its threshold, with two fsyncs, and that stalled the event loop for
+about 0.2 ms per request on average.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +47,11 @@ BUSY_TIMEOUT_MS: Final = 5000
 BATCH_WRITES_MAX: Final = 256
 """A batch commits after this many writes even if more are queued: bounded latency."""
 _SYNCHRONOUS: Final = {"process": "NORMAL", "power": "FULL"}
+WAL_AUTOCHECKPOINT_PAGES: Final = 1000
+"""SQLite's own default threshold, restored when a background checkpointer stops."""
+WAL_CHECKPOINT_INTERVAL_S: Final = 0.1
+
+log = logging.getLogger("ciyuan.store")
 
 CommitCallback = Callable[[BaseException | None], None]
 
@@ -91,7 +103,10 @@ class SqliteStore(SqlStore):
         self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+        self._conn.execute("PRAGMA temp_store = MEMORY")
         self._conn.execute("PRAGMA foreign_keys = ON")
+        self.path = path
+        self.durability = durability
         self._migrate()
         self._after_migrations()
 
@@ -264,10 +279,63 @@ class SqliteStore(SqlStore):
             finally:
                 self._conn.execute("COMMIT")
 
+    def set_wal_autocheckpoint(self, pages: int) -> None:
+        """SQLite's automatic checkpoint threshold on the writer's connection (0: off)."""
+        with self._lock:
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+
     def close(self) -> None:
         with self._lock:
             self._commit_locked()
             self._conn.close()
+
+
+class WalCheckpointer:
+    """Checkpoints the store's WAL from its own thread and connection, off the writer's path.
+
+    While it runs, the writer's automatic checkpoint is off and this thread runs a PASSIVE
+    checkpoint every ``interval_s``: it copies what it can without waiting for the writer or
+    any reader, so the WAL stays about one interval of writes long. ``stop`` hands the job
+    back to the writer's automatic checkpoint."""
+
+    def __init__(self, store: SqliteStore, interval_s: float = WAL_CHECKPOINT_INTERVAL_S) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.checkpoints = 0
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._store.set_wal_autocheckpoint(0)
+        self._thread = threading.Thread(target=self._run, name="ciyuan-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join()
+        self._store.set_wal_autocheckpoint(WAL_AUTOCHECKPOINT_PAGES)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(
+            str(self._store.path), isolation_level=None, check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )  # fmt: skip
+        try:
+            conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self._store.durability]}")
+            while not self._stop.wait(self._interval_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # busy or I/O: the next round tries again
+                    log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
 
 class _Batch:
