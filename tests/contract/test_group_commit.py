@@ -6,17 +6,24 @@ Run on a real SQLite file, watched through a second connection as another proces
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from ciyuan.clock import FixedClock
-from ciyuan.errors import Conflict
+from ciyuan.errors import Conflict, InsufficientCredit, Unavailable
 from ciyuan.gateway.group_commit import CommitBatcher
 from ciyuan.pricing.money import Amount
-from ciyuan.store.sqlite import SqliteStore
+from ciyuan.store.sqlite import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    SqliteStore,
+    WalCheckpointer,
+    path_from_url,
+)
 from tests.contract.ledger_helpers import assert_consistent, event, raw
 
 USD = Amount.parse
@@ -140,3 +147,106 @@ def test_a_failed_first_write_ends_its_batch_and_the_next_one_commits(store: Sql
     store.commit_batch()
     assert store.get_account(account.id).balance.available == USD("4")
     assert_consistent(store)
+
+
+def test_an_unconfirmed_hold_guards_the_balance_at_once_and_commits_at_the_turn_end(
+    store: SqliteStore, url: str
+) -> None:
+    account = store.create_account("unconfirmed")
+    store.grant(account.id, USD("1"))
+    batcher = CommitBatcher(store)
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        hold, committed = batcher.call_unconfirmed(
+            store.reserve, account.id, USD("0.75"), request_id="u1", timeout_s=60
+        )
+        assert committed is not None and not committed.done()
+        # Not durable yet: another connection (another process) does not see it ...
+        seen["before"] = raw(url, "SELECT COUNT(*) FROM reservations WHERE request_id = 'u1'")
+        # ... but the one writer does: a second hold cannot spend the same credit.
+        with pytest.raises(InsufficientCredit):
+            batcher.call_unconfirmed(
+                store.reserve, account.id, USD("0.5"), request_id="u2", timeout_s=60
+            )
+        await committed
+        seen["after"] = raw(url, "SELECT COUNT(*) FROM reservations WHERE request_id = 'u1'")
+        await batcher.call(store.settle, hold, USD("0.25"), event(account.id, "u1"))
+
+    asyncio.run(main())
+    assert seen == {"before": [(0,)], "after": [(1,)]}
+    assert store.get_account(account.id).balance.available == USD("0.75")
+    assert_consistent(store)
+
+
+class _CommitFails:
+    """The store's connection, but its next COMMIT fails as a full disk's would."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.armed = True
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        if self.armed and sql == "COMMIT":
+            self.armed = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, params)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def test_an_unconfirmed_hold_whose_commit_fails_reports_it_and_holds_nothing(
+    store: SqliteStore, url: str
+) -> None:
+    account = store.create_account("lost-hold")
+    store.grant(account.id, USD("1"))
+    batcher = CommitBatcher(store)
+    real = store._conn
+    store._conn = _CommitFails(real)  # type: ignore[assignment]
+
+    async def main() -> None:
+        _, committed = batcher.call_unconfirmed(
+            store.reserve, account.id, USD("0.75"), request_id="lost", timeout_s=60
+        )
+        assert committed is not None
+        with pytest.raises(Unavailable):
+            await committed
+
+    try:
+        asyncio.run(main())
+    finally:
+        store._conn = real
+    assert raw(url, "SELECT COUNT(*) FROM reservations WHERE request_id = 'lost'") == [(0,)]
+    assert store.get_account(account.id).balance.available == USD("1")
+    assert_consistent(store)
+
+
+def test_the_background_checkpointer_copies_the_wal_into_the_database_file(
+    store: SqliteStore, url: str
+) -> None:
+    database = path_from_url(url)
+    checkpointer = WalCheckpointer(store, interval_s=0.02)
+    checkpointer.start()
+    try:
+        assert raw_pragma(store, "wal_autocheckpoint") == 0, "the writer still checkpoints"
+        size_before = database.stat().st_size
+        account = store.create_account("checkpointed")
+        for n in range(200):
+            store.grant(account.id, USD("0.01"), idempotency_key=f"g{n}")
+        deadline = time.monotonic() + 10
+        while database.stat().st_size == size_before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Only a checkpoint writes pages into the database file: the writer's own is off.
+        assert database.stat().st_size > size_before
+        assert checkpointer.checkpoints > 0
+    finally:
+        checkpointer.stop()
+    assert raw_pragma(store, "wal_autocheckpoint") == WAL_AUTOCHECKPOINT_PAGES
+
+
+def raw_pragma(store: SqliteStore, name: str) -> int:
+    with store.read_transaction() as tx:
+        row = tx.one(f"PRAGMA {name}")
+    assert row is not None
+    return int(row[0])

@@ -9,7 +9,7 @@ A write that nothing outside the process acts on may go on before its commit
 (:meth:`CommitBatcher.call_unconfirmed`): a credit hold, which the gateway forwards behind while
 the COMMIT runs, overlapping the upstream's work. The hold is already visible to every later
 write on the one connection, so it guards the balance at once, and its request's settle, which
-is awaited, commits with it or after it, never alone.
+is awaited, commits with it or after it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Final, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from ciyuan.errors import Unavailable
 
@@ -33,21 +33,14 @@ class BatchingStore(Protocol):
     def commit_batch(self) -> None: ...
 
 
-UNCONFIRMED_COMMIT_DELAY_S: Final = 0.002
-"""How long a write that nobody awaits may wait for a commit that someone does: a hold rides
-its own request's settle when the upstream answers this fast, and otherwise commits alone
-after this long (the batch holds SQLite's one write lock meanwhile)."""
-
-
 class CommitBatcher:
     def __init__(self, store: BatchingStore) -> None:
         self._store = store
         self._scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
 
     async def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """``fn(*args, **kwargs)`` now, answered once what it wrote has committed."""
-        result, committed = self._write(fn, args, kwargs, awaited=True)
+        result, committed = self.call_unconfirmed(fn, *args, **kwargs)
         if committed is not None:
             await committed
         return result
@@ -59,18 +52,7 @@ class CommitBatcher:
         committed (raising ``Unavailable`` if the COMMIT failed), or None when it wrote nothing
         that waits for one. The caller must not acknowledge the write before the future does.
 
-        The write commits with the next batch that someone awaits (``call``), or within
-        :data:`UNCONFIRMED_COMMIT_DELAY_S` if none comes sooner."""
-        return self._write(fn, args, kwargs, awaited=False)
-
-    def _write(
-        self,
-        fn: Callable[..., T],
-        args: tuple[object, ...],
-        kwargs: dict[str, object],
-        *,
-        awaited: bool,
-    ) -> tuple[T, asyncio.Future[None] | None]:
+        The batch commits at the end of this loop turn, as for ``call``."""
         with self._store.deferred_commit():
             result = fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
@@ -86,19 +68,13 @@ class CommitBatcher:
 
         if not self._store.when_committed(on_commit):
             return result, None
-        if awaited:
-            if not self._scheduled:
-                self._scheduled = True
-                loop.call_soon(self._commit)
-        elif self._timer is None:
-            self._timer = loop.call_later(UNCONFIRMED_COMMIT_DELAY_S, self._commit)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._commit)
         return result, committed
 
     def _commit(self) -> None:
         self._scheduled = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._store.commit_batch()
 
 

@@ -158,10 +158,10 @@ class Runtime:
         return ticket
 
     async def _reserve(self, *args: Any, **kwargs: Any) -> Ticket:
-        """The credit hold. Inline on SQLite it is not awaited to its COMMIT: the request goes
-        upstream while the hold waits to commit with the next awaited write, its own settle's
-        when the upstream answers fast (``CommitBatcher.call_unconfirmed``). Nothing waits for
-        it: every later write of the request commits with it or after it."""
+        """The credit hold. Inline on SQLite it is not awaited to its COMMIT: the batch commits
+        at the end of this loop turn while the request goes upstream
+        (``CommitBatcher.call_unconfirmed``). Nothing waits for it: every later write of the
+        request is on the same connection, so it sees the hold and commits with it or after."""
         if self.batcher is None or not self.store_inline:
             ticket: Ticket = await self.in_store(self.metering.admit, *args, **kwargs)
             return ticket
