@@ -27,8 +27,13 @@ class UpstreamClient:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=CONNECTIONS_MAX, ttl_dns_cache=300)
+        # No cookie jar: a cookie one client's call brought back (providers' CDNs set them)
+        # must not ride along on every other client's calls, and filtering cost CPU per call.
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:
