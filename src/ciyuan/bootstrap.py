@@ -210,8 +210,12 @@ def build_app(
     if isinstance(store, SqliteStore):
         sqlite_store = store
         runtime.metrics.watch_commits(lambda: (sqlite_store.commits, sqlite_store.writes_committed))
-        checkpointer = WalCheckpointer(store)
-        runtime.housekeeping.append((checkpointer.start, checkpointer.stop))
+        if store.durability == "process":
+            # At "power" every COMMIT fsyncs anyway, and a WAL that a background checkpoint
+            # cannot rewind grows, which made each of those fsyncs dearer (bench/ledger: 18%
+            # fewer pairs/s for one client); SQLite's own checkpoint stays on there.
+            checkpointer = WalCheckpointer(store)
+            runtime.housekeeping.append((checkpointer.start, checkpointer.stop))
     if settings.redis is not None:
         runtime.revocations = RevocationListener(settings.redis, runtime.forget_api_key)
     webhook_secret = os.environ.get(settings.webhook_secret_env)

@@ -21,10 +21,10 @@ batch, none of which was acknowledged. Durability is a setting: ``process``
 cut) or ``power`` (``synchronous=FULL``: an fsync per commit batch).
 
 Savepoint journals stay in memory (``temp_store=MEMORY``): on disk, every write after a batch's
-first cost a temporary file's I/O. The gateway copies the WAL back into the database file from
-a thread of its own (:class:`WalCheckpointer`): SQLite's automatic checkpoint runs inside
-whichever COMMIT crosses its threshold, with two fsyncs, and that stalled the event loop for
-about 0.2 ms per request on average.
+first cost a temporary file's I/O. At ``process`` durability the gateway copies the WAL back
+into the database file from a thread of its own (:class:`WalCheckpointer`): SQLite's automatic
+checkpoint runs inside whichever COMMIT crosses its threshold, with two fsyncs, and that
+stalled the event loop for about 0.2 ms per request on average.
 """
 
 from __future__ import annotations
