@@ -138,7 +138,12 @@ def test_stream_cut_by_upstream_bills_what_was_delivered(faulty: Gateway) -> Non
         max_tokens=60,
         extra_headers={"x-demo-fault": "cut:4"},
     )
-    delivered = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    chunks: list[openai.types.chat.ChatCompletionChunk] = []
+    # The broken stream ends with OpenAI's error chunk: the SDK raises, not a quiet truncation.
+    with pytest.raises(openai.APIError) as caught:
+        chunks.extend(raw.parse())
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "upstream_error"
+    delivered = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert delivered
     event = wait_event(faulty, raw.headers["x-ciyuan-request-id"])
     assert (event.status, event.usage_source) == ("partial", "counted")

@@ -95,8 +95,21 @@ def openai_stream(
     return request_id, raw, text
 
 
-def anthropic_stream(gateway: Gateway, key: str, fault: str) -> tuple[str, list[Any], str]:
-    """(request id, the SDK's events, the text in them) of a streamed Anthropic message."""
+def error_chunk(raw: bytes) -> dict[str, Any]:
+    """The stream's last event, which must be OpenAI's error chunk (and the only one)."""
+    events = [e for e in raw.split(b"\n\n") if e.strip()]
+    assert sum(b'"error":{' in e for e in events) == 1, raw[-400:]
+    last = events[-1]
+    assert last.startswith(b"data: {"), last
+    chunk: dict[str, Any] = json.loads(last.removeprefix(b"data: "))
+    return chunk
+
+
+def anthropic_stream(
+    gateway: Gateway, key: str, fault: str, *, broken: bool = False
+) -> tuple[str, list[Any], str]:
+    """(request id, the SDK's events, the text in them) of a streamed Anthropic message.
+    ``broken``: the stream must end with Anthropic's ``error`` event, which the SDK raises."""
     raw = claude(gateway, key).messages.with_raw_response.create(
         model=CLAUDE,
         max_tokens=24,
@@ -104,7 +117,14 @@ def anthropic_stream(gateway: Gateway, key: str, fault: str) -> tuple[str, list[
         stream=True,
         extra_headers={"x-demo-fault": fault},
     )
-    events = list(raw.parse())
+    events: list[Any] = []
+    if broken:
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            events.extend(raw.parse())
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["error"]["type"] == "api_error"
+    else:
+        events.extend(raw.parse())
     text = "".join(
         e.delta.text
         for e in events
@@ -170,12 +190,16 @@ def test_plain_reply_beyond_the_response_cap_is_502_and_free(gw: Gateway) -> Non
         ("drip:1500", SLOW, "upstream_timeout"),
     ],
 )
-def test_stream_broken_before_any_output_ends_cleanly_and_is_free(
+def test_stream_broken_before_any_output_ends_with_an_error_event_and_is_free(
     gw: Gateway, fault: str, model: str, code: str
 ) -> None:
     account, key = gw.customer("1")
     request_id, raw, text = openai_stream(gw, key, fault, model=model)
     assert text == "" and b"[DONE]" not in raw
+    # OpenAI's error chunk, which its SDK raises as APIError; no charge figures: none was made.
+    error = error_chunk(raw)
+    assert (error["error"]["type"], error["error"]["code"]) == ("api_error", code)
+    assert "ciyuan" not in error
     event = wait_event(gw, request_id)
     assert (event.status, event.error_code, event.cost) == ("error", code, Amount.zero())
     assert spent(gw, account) == Amount.zero()
@@ -199,10 +223,17 @@ def test_openai_stream_broken_after_output_bills_what_was_delivered(
     account, key = gw.customer("1")
     request_id, raw, text = openai_stream(gw, key, fault, model=model)
     assert text and b"[DONE]" not in raw and b"x_demo_padding" not in raw
+    # The stream ends with OpenAI's error chunk, carrying what the delivered part was charged.
+    error = error_chunk(raw)
+    assert error["error"]["type"] == "api_error"
+    assert error["error"]["code"] == (
+        "upstream_timeout" if fault.startswith("stall") else "upstream_error"
+    )
     event = wait_event(gw, request_id)
     assert (event.status, event.usage_source) == ("partial", "counted")
     assert event.output_tokens == count_text(model, text).tokens
     assert event.cost == counted(event, model, text) == spent(gw, account)
+    assert Amount.parse(error["ciyuan"]["cost"]) == event.cost
     if fault.startswith("huge"):
         assert len(raw) < 64 * 1024  # the oversized event never reached the client
 
@@ -212,7 +243,7 @@ def test_anthropic_stream_broken_after_output_bills_what_was_delivered(
     gw: Gateway, fault: str
 ) -> None:
     account, key = gw.customer("1")
-    request_id, events, text = anthropic_stream(gw, key, fault)
+    request_id, events, text = anthropic_stream(gw, key, fault, broken=True)
     assert [e.type for e in events].count("content_block_delta") == 2
     assert "message_stop" not in [e.type for e in events]
     event = wait_event(gw, request_id)
@@ -309,3 +340,36 @@ def test_broken_sse_passes_through_and_usage_is_still_reported(
     reported = Usage.from_openai_chat(usage_chunk["usage"])
     assert reported.output_total == count_text(GPT, text).tokens
     assert event.cost == price(GPT, reported) == spent(gw, account)
+
+
+def test_anthropic_stream_broken_before_any_output_raises_in_the_sdk_and_is_free(
+    gw: Gateway,
+) -> None:
+    account, key = gw.customer("1")
+    request_id, events, text = anthropic_stream(gw, key, "reset:0", broken=True)
+    assert text == "" and "message_stop" not in [e.type for e in events]
+    event = wait_event(gw, request_id)
+    assert (event.status, event.error_code, event.cost) == (
+        "error",
+        "upstream_error",
+        Amount.zero(),
+    )
+    assert spent(gw, account) == Amount.zero()
+
+
+def test_responses_stream_broken_after_output_ends_with_its_error_event(gw: Gateway) -> None:
+    account, key = gw.customer("1")
+    raw = sdk(gw, key).responses.with_raw_response.create(
+        model=GPT,
+        input="Tell me a story",
+        max_output_tokens=24,
+        stream=True,
+        extra_headers={"x-demo-fault": "cut:4"},
+    )
+    events = list(raw.parse())
+    # The Responses API's own error event (the SDK yields it; it does not raise), last.
+    assert events[-1].type == "error" and events[-1].code == "upstream_error"
+    assert "response.completed" not in [e.type for e in events]
+    event = wait_event(gw, raw.headers["x-ciyuan-request-id"])
+    assert (event.status, event.usage_source) == ("partial", "counted")
+    assert event.cost == spent(gw, account) > Amount.zero()

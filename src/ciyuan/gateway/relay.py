@@ -511,7 +511,9 @@ class _StreamRelay:
         return b"".join(out)
 
     async def on_end(self) -> bytes:
-        """What follows the upstream's last byte: a counted settlement if no usage came."""
+        """What follows the upstream's last byte: a counted settlement if no usage came, and,
+        when the stream broke (no end marker came), an error event in the provider's format
+        after it, so the client's SDK raises rather than quietly keep a truncated reply."""
         out = b""
         ticket, meter = self.ticket, self.meter
         if not self.settled and not meter.finished and not meter.pieces:
@@ -519,6 +521,8 @@ class _StreamRelay:
             error = self.failure or UpstreamError("upstream stream ended before any output")
             self.settled, self.status = True, "error"
             await self.runtime.void_quietly(ticket, error, status_of(error))
+            if not meter.errored:
+                out = meter.error_frame(error, None)
         elif not self.settled:
             busy_from = time.perf_counter_ns()
             if self.failure is not None:
@@ -538,11 +542,14 @@ class _StreamRelay:
             self.settled = True
             self.outcome, self.status = outcome, status
             self.overhead_ns += time.perf_counter_ns() - busy_from
+            numbers = figures(outcome, "counted", self.overhead_ns)
             if meter.finished:
-                numbers = figures(outcome, "counted", self.overhead_ns)
                 out = (
                     meter.final_usage_frame(usage, numbers, ticket.model, ticket.request_id) or b""
                 )
+            elif not meter.errored:
+                error = self.failure or UpstreamError("upstream stream ended before its end")
+                out = meter.error_frame(error, numbers)
         return out + (self.done_marker or b"")
 
     def abandon(self) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from ciyuan.errors import InvalidRequest
+from ciyuan.errors import CiyuanError, InvalidRequest
+from ciyuan.gateway.wire_errors import anthropic_error_body, openai_error_object
 from ciyuan.pricing.usage import Usage
 
 Render = Callable[[dict[str, Any] | None], bytes | None]
@@ -72,6 +73,17 @@ class StreamMeter:
         self.first_output = False
         self.finished = False
         """The upstream sent its normal end of stream, not merely closed the connection."""
+        self.errored = False
+        """The upstream sent an error event of its own (forwarded as it came)."""
+
+    def error_frame(self, error: CiyuanError, figures: dict[str, Any] | None) -> bytes:
+        """The event that tells the client its stream broke, in the provider's own format, so
+        its SDK raises instead of ending quietly on a truncated reply: OpenAI's data chunk
+        with an ``error`` object. ``figures``: Ciyuan's, when what was delivered was charged."""
+        chunk: dict[str, Any] = {"error": openai_error_object(error)}
+        if figures is not None:
+            chunk["ciyuan"] = figures
+        return _frame(None, chunk)
 
     def step(self, event: bytes) -> Step:
         raise NotImplementedError
@@ -104,6 +116,8 @@ class OpenAIStreamMeter(StreamMeter):
         chunk = _json(data)
         if chunk is None:
             return Step(forward=event + b"\n\n")
+        if chunk.get("error") is not None:
+            self.errored = True
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
@@ -163,6 +177,8 @@ class ResponsesStreamMeter(StreamMeter):
         if payload is None:
             return Step(forward=event + b"\n\n")
         kind = payload.get("type")
+        if kind == "error":
+            self.errored = True
         if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
             self._took(payload.get("delta"))
         if kind in ("response.completed", "response.incomplete", "response.failed"):
@@ -186,6 +202,16 @@ class ResponsesStreamMeter(StreamMeter):
             payload["ciyuan"] = figures
         return _frame(name, payload)
 
+    def error_frame(self, error: CiyuanError, figures: dict[str, Any] | None) -> bytes:
+        """The Responses API's own ``error`` event."""
+        wire = openai_error_object(error)
+        event: dict[str, Any] = {
+            "type": "error", "code": wire["code"], "message": wire["message"], "param": None,
+        }  # fmt: skip
+        if figures is not None:
+            event["ciyuan"] = figures
+        return _frame(b"error", event)
+
 
 class AnthropicStreamMeter(StreamMeter):
     """Anthropic messages: input usage on ``message_start``, final output on ``message_delta``."""
@@ -200,7 +226,9 @@ class AnthropicStreamMeter(StreamMeter):
         if payload is None:
             return Step(forward=event + b"\n\n")
         kind = payload.get("type")
-        if kind == "message_start":
+        if kind == "error":
+            self.errored = True
+        elif kind == "message_start":
             message = payload.get("message")
             if isinstance(message, dict) and isinstance(message.get("usage"), dict):
                 self._opening_usage = dict(message["usage"])
@@ -231,3 +259,10 @@ class AnthropicStreamMeter(StreamMeter):
         if figures is not None:
             payload["ciyuan"] = figures
         return _frame(name, payload)
+
+    def error_frame(self, error: CiyuanError, figures: dict[str, Any] | None) -> bytes:
+        """Anthropic's ``error`` event, as its API sends one mid-stream (``overloaded_error``)."""
+        body = anthropic_error_body(error)
+        if figures is not None:
+            body["ciyuan"] = figures
+        return _frame(b"error", body)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from starlette.responses import Response
@@ -58,23 +58,36 @@ def status_of(error: CiyuanError) -> int:
     return wire_of(error).status
 
 
-def openai_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -> Response:
-    wire = wire_of(error)
-    body = {
-        "error": {
-            "message": error.message,
-            "type": wire.openai_type,
-            "param": getattr(error, "param", None),
-            "code": _OPENAI_CODES.get(error.code, error.code),
-        }
+def openai_error_object(error: CiyuanError) -> dict[str, Any]:
+    """OpenAI's ``error`` object: the body's ``error`` field, and a stream's error chunk's."""
+    return {
+        "message": error.message,
+        "type": wire_of(error).openai_type,
+        "param": getattr(error, "param", None),
+        "code": _OPENAI_CODES.get(error.code, error.code),
     }
-    return Response(orjson.dumps(body), wire.status, _headers(error, headers), "application/json")
+
+
+def anthropic_error_body(error: CiyuanError) -> dict[str, Any]:
+    """Anthropic's error body: a plain answer's, and the data of a stream's ``error`` event."""
+    return {
+        "type": "error",
+        "error": {"type": wire_of(error).anthropic_type, "message": error.message},
+    }
+
+
+def openai_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": openai_error_object(error)}
+    return Response(
+        orjson.dumps(body), status_of(error), _headers(error, headers), "application/json"
+    )
 
 
 def anthropic_error(error: CiyuanError, *, headers: dict[str, str] | None = None) -> Response:
-    wire = wire_of(error)
-    body = {"type": "error", "error": {"type": wire.anthropic_type, "message": error.message}}
-    return Response(orjson.dumps(body), wire.status, _headers(error, headers), "application/json")
+    body = anthropic_error_body(error)
+    return Response(
+        orjson.dumps(body), status_of(error), _headers(error, headers), "application/json"
+    )
 
 
 def error_for_path(
