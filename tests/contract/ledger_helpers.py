@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -37,3 +38,23 @@ def assert_consistent(store: SqlStore) -> None:
     assert report.ok, report.to_dict()
     chain = store.verify_chain()
     assert chain.ok, chain.problem
+
+
+class NextCommitFails:
+    """A SQLite store's connection whose next COMMIT, once ``armed``, fails as a full disk's
+    would (the store then rolls the batch back itself); everything else goes through."""
+
+    def __init__(self, conn: sqlite3.Connection, *, armed: bool = False) -> None:
+        self._conn = conn
+        self.armed = armed
+        self.failed = 0
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        if self.armed and sql == "COMMIT":
+            self.armed = False
+            self.failed += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, params)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)

@@ -6,10 +6,9 @@ Run on a real SQLite file, watched through a second connection as another proces
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from ciyuan.store.sqlite import (
     WalCheckpointer,
     path_from_url,
 )
-from tests.contract.ledger_helpers import assert_consistent, event, raw
+from tests.contract.ledger_helpers import NextCommitFails, assert_consistent, event, raw
 
 USD = Amount.parse
 
@@ -179,23 +178,6 @@ def test_an_unconfirmed_hold_guards_the_balance_at_once_and_commits_at_the_turn_
     assert_consistent(store)
 
 
-class _CommitFails:
-    """The store's connection, but its next COMMIT fails as a full disk's would."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self.armed = True
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
-        if self.armed and sql == "COMMIT":
-            self.armed = False
-            raise sqlite3.OperationalError("database or disk is full")
-        return self._conn.execute(sql, params)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._conn, name)
-
-
 def test_an_unconfirmed_hold_whose_commit_fails_reports_it_and_holds_nothing(
     store: SqliteStore, url: str
 ) -> None:
@@ -203,7 +185,7 @@ def test_an_unconfirmed_hold_whose_commit_fails_reports_it_and_holds_nothing(
     store.grant(account.id, USD("1"))
     batcher = CommitBatcher(store)
     real = store._conn
-    store._conn = _CommitFails(real)  # type: ignore[assignment]
+    store._conn = NextCommitFails(real, armed=True)  # type: ignore[assignment]
 
     async def main() -> None:
         _, committed = batcher.call_unconfirmed(

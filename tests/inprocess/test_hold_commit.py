@@ -7,8 +7,7 @@ upstream served in a thread; the store's connection fails one COMMIT as a full d
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import anyio
 import httpx
@@ -21,26 +20,9 @@ from ciyuan.pricing.money import Amount
 from ciyuan.settings import Settings
 from ciyuan.store import open_store
 from ciyuan.store.sqlite import SqliteStore
-from tests.contract.ledger_helpers import raw
+from tests.contract.ledger_helpers import NextCommitFails, raw
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
-
-
-class _NextCommitFails:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self.armed = False
-        self.failed = 0
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
-        if self.armed and sql == "COMMIT":
-            self.armed = False
-            self.failed += 1
-            raise sqlite3.OperationalError("database or disk is full")
-        return self._conn.execute(sql, params)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._conn, name)
 
 
 @pytest.fixture
@@ -62,7 +44,7 @@ def test_a_hold_whose_commit_fails_answers_503_and_charges_nothing(
     app, secret, account_id = gateway
     store = app.state.runtime.metering.store
     assert isinstance(store, SqliteStore)
-    failing = _NextCommitFails(store._conn)
+    failing = NextCommitFails(store._conn)
     store._conn = failing  # type: ignore[assignment]
 
     async def calls() -> tuple[httpx.Response, httpx.Response]:
