@@ -16,7 +16,8 @@ At the end it prints a table per interval and a verdict, writes everything as JS
 by more than ``--fd-growth-max`` or RSS by more than 20% between the first and the last third,
 when any 5xx other than the injected ones (or any other unasked-for failure) appeared, when a
 grant replay was not idempotent, when the billed usage events are not exactly as many as the
-200 answers, on a traceback or ERROR line in the gateway's log, or
+200 answers, on a traceback or ERROR line in the gateway's log, when the SQLite WAL file ends
+larger than twice the size the gateway rewinds it at (it must not grow with the load), or
 when ``ciyuan ledger verify`` or ``ciyuan ledger reconcile`` fails on the database afterwards.
 Latency drift (p50 of the last third over the first) is reported, never judged: on a shared
 machine a neighbour's build moves it more than the gateway does.
@@ -49,6 +50,7 @@ from bench.soak.probe import probe
 from ciyuan import apikeys
 from ciyuan.pricing.money import Amount
 from ciyuan.store import open_store
+from ciyuan.store.sqlite import WAL_REWIND_PAGES
 
 INTERVAL_S_MAX: Final = 30.0
 INTERVALS_MIN: Final = 8
@@ -56,6 +58,8 @@ WARMUP_FRACTION: Final = 0.1
 REQUEST_TIMEOUT_S: Final = 30.0
 IDLE_SETTLE_S: Final = 3.0
 """After the load stops: time for pooled connections to close before the idle sample."""
+WAL_BYTES_MAX: Final = 2 * WAL_REWIND_PAGES * 4096
+"""Twice the WAL the gateway rewinds at (4 KiB pages): more means it is not being rewound."""
 CLI_TIMEOUT_S: Final = 300.0
 INITIAL_CREDIT: Final = "5"
 GRANT_EVERY_S: Final = 10.0
@@ -248,6 +252,8 @@ def main() -> int:
                 samples, load_summary = drive(server, spec, interval_s)
                 time.sleep(IDLE_SETTLE_S)
                 idle_after = probe(server.pid)
+                wal = workdir / "ciyuan.db-wal"
+                wal_bytes = wal.stat().st_size if wal.exists() else 0
             gateway_exit = server.process.returncode
             problems = log_problems(server.log_path)
         records = report.read_records(records_path)
@@ -270,6 +276,9 @@ def main() -> int:
         verdict.notes.append(f"the gateway exited with {gateway_exit} on SIGINT")
     if problems:
         verdict.fail(f"{len(problems)} tracebacks or ERROR lines in the gateway log")
+    # The WAL must be rewound under steady load, not grow with every write (nor its mapped index).
+    if wal_bytes > WAL_BYTES_MAX:
+        verdict.fail(f"the WAL file grew to {wal_bytes} bytes (limit {WAL_BYTES_MAX})")
 
     print("\nper interval (w = warm-up; latency of the requests meant to succeed)")
     print(report.render(table))
@@ -293,6 +302,7 @@ def main() -> int:
         f"p50 drift {verdict.latency_drift:.2f}x" if verdict.latency_drift else "p50 drift -",
     )
     print("after warm-up, last third against first: " + ", ".join(g for g in growth if g))
+    print(f"WAL file at the end: {wal_bytes / 2**20:.1f} MiB (limit {WAL_BYTES_MAX / 2**20:.0f})")
     for note in verdict.notes:
         print(f"note: {note}")
     for line in problems[:5]:

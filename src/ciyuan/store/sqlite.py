@@ -24,7 +24,8 @@ Savepoint journals stay in memory (``temp_store=MEMORY``): on disk, every write 
 first cost a temporary file's I/O. At ``process`` durability the gateway copies the WAL back
 into the database file from a thread of its own (:class:`WalCheckpointer`): SQLite's automatic
 checkpoint runs inside whichever COMMIT crosses its threshold, with two fsyncs, and that
-stalled the event loop for about 0.2 ms per request on average.
+stalled the event loop for about 0.2 ms per request on average; the writer keeps only a rare
+one, to rewind the WAL.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ _SYNCHRONOUS: Final = {"process": "NORMAL", "power": "FULL"}
 WAL_AUTOCHECKPOINT_PAGES: Final = 1000
 """SQLite's own default threshold, restored when a background checkpointer stops."""
 WAL_CHECKPOINT_INTERVAL_S: Final = 0.1
+WAL_REWIND_PAGES: Final = 8192
+"""With a background checkpointer, the writer's own (completing) checkpoint runs this rarely:
+the WAL stays under about 32 MiB with 4 KiB pages."""
 
 log = logging.getLogger("ciyuan.store")
 
@@ -293,14 +297,25 @@ class SqliteStore(SqlStore):
 class WalCheckpointer:
     """Checkpoints the store's WAL from its own thread and connection, off the writer's path.
 
-    While it runs, the writer's automatic checkpoint is off and this thread runs a PASSIVE
-    checkpoint every ``interval_s``: it copies what it can without waiting for the writer or
-    any reader, so the WAL stays about one interval of writes long. ``stop`` hands the job
-    back to the writer's automatic checkpoint."""
+    This thread runs a PASSIVE checkpoint every ``interval_s``: it copies what it can without
+    waiting for the writer or any reader. That alone cannot bound the WAL: under steady load
+    the writer appends while the copy runs, the checkpoint never completes, and only a complete
+    one lets the next transaction start the WAL over (a soak grew it, and the memory mapping of
+    its index, by ~150 bytes a request). So the writer keeps a checkpoint of its own, at
+    ``rewind_pages`` instead of SQLite's 1000: run right after one of its COMMITs, with nothing
+    appending, it completes, and as the background copy has done nearly all of it by then,
+    it costs the event loop one short checkpoint per ``rewind_pages`` frames instead of a long
+    one per 1000. ``stop`` hands the job back to SQLite's default."""
 
-    def __init__(self, store: SqliteStore, interval_s: float = WAL_CHECKPOINT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        store: SqliteStore,
+        interval_s: float = WAL_CHECKPOINT_INTERVAL_S,
+        rewind_pages: int = WAL_REWIND_PAGES,
+    ) -> None:
         self._store = store
         self._interval_s = interval_s
+        self._rewind_pages = rewind_pages
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.checkpoints = 0
@@ -309,7 +324,7 @@ class WalCheckpointer:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._store.set_wal_autocheckpoint(0)
+        self._store.set_wal_autocheckpoint(self._rewind_pages)
         self._thread = threading.Thread(target=self._run, name="ciyuan-wal-checkpoint", daemon=True)
         self._thread.start()
 
