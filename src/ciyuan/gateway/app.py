@@ -135,8 +135,9 @@ class HeaderLimit:
 
 class MeteredFastPath:
     """POSTs to the metered routes go straight to their endpoint, past Starlette's router and
-    exception middleware: the same handler and the same error rendering, at ~7% less CPU per
-    request. Every other request, and any app mounted under a root path, takes the router."""
+    exception middleware (about 7% of a plain request's CPU in py-spy profiles): the same
+    handler and the same error rendering. Every other request, and any app mounted under a
+    root path, takes the router."""
 
     def __init__(self, app: ASGIApp, endpoints: dict[str, Endpoint]) -> None:
         self.app = app

@@ -360,7 +360,8 @@ class Runtime:
         """Release the hold of a request that failed before output, and count the failure."""
         self._finish_rate(ticket, None)
         prompt = self._prompts.pop(ticket.request_id, None)
-        self._hold_lost(ticket)  # a hold that never committed holds nothing to release
+        # The void finds whatever hold there is; its commit needs no more watching.
+        self._holds_committing.pop(ticket.request_id, None)
         await self.in_store(
             self.metering.void, ticket, error_code=error.code, http_status=http_status
         )
